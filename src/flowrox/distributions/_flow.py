@@ -1,0 +1,204 @@
+"""`Flow`: a normalizing flow that is a NumPyro distribution."""
+
+from typing import ClassVar
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from numpyro.distributions import Distribution, constraints
+
+from ..bijections import AbstractBijection
+from ._batching import leading_shape, map_bijection
+
+
+class _KeyedDistribution(Distribution):
+    """Registers subclasses as pytrees whose children are keyed by attribute name.
+
+    NumPyro's own registration orders children through a set, so their position
+    (and any name derived from a pytree path) can change with `PYTHONHASHSEED`.
+    Subclasses list their children in `_children`, in a fixed order, and their
+    static attributes in `_aux`.
+    """
+
+    _children: ClassVar[tuple[str, ...]] = ()
+    _aux: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs):
+        # Skips Distribution.__init_subclass__ on purpose: one registration only.
+        super(Distribution, cls).__init_subclass__(**kwargs)
+        jax.tree_util.register_pytree_with_keys(
+            cls, cls._flatten_with_keys, cls.tree_unflatten, cls.tree_flatten
+        )
+
+    def _flatten_with_keys(self):
+        children = tuple(
+            (jax.tree_util.GetAttrKey(name), self.__dict__[name])
+            for name in self._children
+        )
+        return children, tuple(getattr(self, name) for name in self._aux)
+
+    def tree_flatten(self):
+        children = tuple(self.__dict__[name] for name in self._children)
+        return children, tuple(getattr(self, name) for name in self._aux)
+
+    @classmethod
+    def tree_unflatten(cls, aux_data, children):
+        new = cls.__new__(cls)
+        new.__dict__.update(zip(cls._children, children, strict=True))
+        new.__dict__.update(zip(cls._aux, aux_data, strict=True))
+        return new
+
+
+def _base_with_event_shape(base_dist: Distribution, shape: tuple[int, ...]):
+    """The base distribution with event shape `shape`, expanding a scalar base."""
+    if tuple(base_dist.event_shape) == shape:
+        return base_dist
+    if base_dist.event_shape == ():
+        try:
+            batch = tuple(np.broadcast_shapes(tuple(base_dist.batch_shape), shape))
+        except ValueError:
+            batch = None
+        if batch is not None and batch[len(batch) - len(shape) :] == shape:
+            return base_dist.expand(batch).to_event(len(shape))
+    raise ValueError(
+        f"Flow: the base distribution has event shape {tuple(base_dist.event_shape)} "
+        f"and batch shape {tuple(base_dist.batch_shape)}, but the bijection acts on "
+        f"events of shape {shape}. Give a base with event shape {shape}, e.g. "
+        f"dist.Normal(0, 1).expand({shape}).to_event({len(shape)}), or a scalar "
+        "base (event shape ()), which is expanded for you."
+    )
+
+
+class Flow(_KeyedDistribution):
+    r"""A normalizing flow as a NumPyro distribution: $y = f(z)$, $z \sim$ base.
+
+    The density is $\log p(y) = \log p_\text{base}(f^{-1}(y)) +
+    \log|\det \partial f^{-1}/\partial y|$, computed in one pass of the
+    bijection's `inverse_and_log_det`. Sampling is reparameterised (when the base
+    is), so gradients flow from samples into the bijection's parameters and into
+    the condition; the condition is never wrapped in `stop_gradient`.
+
+    - event shape: the bijection's `shape`;
+    - batch shape: the broadcast of the base's batch shape and the leading dims of
+      a batched condition (one distribution per context).
+
+    A `Flow` is a pytree whose inexact array leaves are the trainable parameters
+    (`eqx.partition(flow, eqx.is_inexact_array)` splits them off for optax).
+
+    Args:
+        base_dist: a NumPyro distribution with event shape `bijection.shape`, or a
+            scalar distribution (event shape `()`), which is expanded to it.
+        bijection: a flowrox bijection.
+        condition: the context of a conditional bijection: one condition of shape
+            `cond_shape`, or a batch `(*batch, *cond_shape)`.
+        support: the constraint of the flow's samples (default: the real vectors
+            of the event shape). Give the true support when the bijection maps
+            onto a smaller set (e.g. `constraints.positive` after `Exp`), so that
+            NUTS and autoguides transform it correctly.
+        validate_args: NumPyro's argument validation flag.
+
+    Example:
+        >>> import jax
+        >>> import jax.numpy as jnp
+        >>> import numpyro.distributions as dist
+        >>> from flowrox import Flow
+        >>> from flowrox.bijections import Affine
+        >>> flow = Flow(dist.Normal(0.0, 1.0), Affine(jnp.array([1.0, 2.0]), 3.0))
+        >>> flow.batch_shape, flow.event_shape
+        ((), (2,))
+        >>> flow.sample(jax.random.key(0), (5,)).shape
+        (5, 2)
+        >>> reference = dist.Normal(jnp.array([1.0, 2.0]), 3.0).to_event(1)
+        >>> y = jnp.array([0.5, -1.0])
+        >>> bool(jnp.allclose(flow.log_prob(y), reference.log_prob(y)))
+        True
+    """
+
+    arg_constraints: ClassVar[dict] = {}
+    _children = ("base_dist", "bijection", "condition", "_support")
+    _aux = ("_batch_shape", "_event_shape", "_validate_args")
+
+    def __init__(
+        self,
+        base_dist: Distribution,
+        bijection: AbstractBijection,
+        condition=None,
+        *,
+        support: constraints.Constraint | None = None,
+        validate_args: bool | None = None,
+    ):
+        if not isinstance(bijection, AbstractBijection):
+            raise TypeError(
+                f"Flow expected a flowrox bijection, got {type(bijection).__name__}. "
+                "Build one from flowrox.bijections, or wrap a NumPyro transform in "
+                "dist.TransformedDistribution instead."
+            )
+        if not isinstance(base_dist, Distribution):
+            raise TypeError(
+                "Flow expected a NumPyro distribution as base_dist, got "
+                f"{type(base_dist).__name__}, e.g. numpyro.distributions.Normal(0, 1)."
+            )
+        shape = tuple(bijection.shape)
+        base_dist = _base_with_event_shape(base_dist, shape)
+        batch_shape = tuple(base_dist.batch_shape)
+        if bijection.cond_shape is None:
+            if condition is not None:
+                raise ValueError(
+                    "Flow: the bijection is unconditional (cond_shape=None) but a "
+                    f"condition of shape {jnp.shape(condition)} was given. Pass "
+                    "condition=None, or use a conditional bijection."
+                )
+        else:
+            if condition is None:
+                raise ValueError(
+                    "Flow: the bijection is conditional and expects a condition of "
+                    f"shape {tuple(bijection.cond_shape)} (or a batch of them), got "
+                    "None. Pass Flow(base, bijection, condition=...)."
+                )
+            condition = jnp.asarray(condition)
+            cond_batch = leading_shape(
+                "Flow", condition, tuple(bijection.cond_shape), "a condition"
+            )
+            batch_shape = tuple(np.broadcast_shapes(batch_shape, cond_batch))
+            if batch_shape != tuple(base_dist.batch_shape):
+                base_dist = base_dist.expand(batch_shape)
+        if support is None:
+            support = constraints.independent(constraints.real, len(shape))
+        self.base_dist = base_dist
+        self.bijection = bijection
+        self.condition = condition
+        self._support = support
+        super().__init__(batch_shape, shape, validate_args=validate_args)
+
+    @property
+    def support(self) -> constraints.Constraint:
+        return self._support
+
+    @property
+    def has_rsample(self) -> bool:
+        return self.base_dist.has_rsample
+
+    def _map(self, method: str, value):
+        return map_bijection(method, self.bijection, value, self.condition, owner="Flow")
+
+    def log_prob(self, value) -> jax.Array:
+        """Log density of `value`, shape `(*sample, *batch, *event)` -> `(*sample, *batch)`."""
+        x, log_det = self._map("inverse_and_log_det", value)
+        return self.base_dist.log_prob(x) + log_det
+
+    def sample(self, key, sample_shape=()) -> jax.Array:
+        """Draws samples of shape `(*sample_shape, *batch_shape, *event_shape)`."""
+        z = self.base_dist.sample(key, tuple(sample_shape))
+        return self._map("transform_and_log_det", z)[0]
+
+    def sample_and_log_prob(self, key, sample_shape=()) -> tuple[jax.Array, jax.Array]:
+        """Draws samples and their log density from one forward pass.
+
+        Returns:
+            `(y, log_prob)` with shapes `(*sample_shape, *batch, *event)` and
+            `(*sample_shape, *batch)`.
+        """
+        z = self.base_dist.sample(key, tuple(sample_shape))
+        base_log_prob = self.base_dist.log_prob(z)
+        y, log_det = self._map("transform_and_log_det", z)
+        return y, base_log_prob - log_det
