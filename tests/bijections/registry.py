@@ -126,9 +126,7 @@ def _structure_cases():
         return _case(Permute(permutation), _normal(key, (2, 3)))
 
     def reshape(key):
-        inner = Chain(
-            [_affine(key, (6,)), Permute(jax.random.permutation(key, 6))]
-        )
+        inner = Chain([_affine(key, (6,)), Permute(jax.random.permutation(key, 6))])
         return _case(Reshape(inner, (2, 3)), _normal(key, (2, 3)))
 
     return {

@@ -133,7 +133,15 @@ def test_jit_and_vmap_of_the_bijection_object(name):
     np.testing.assert_allclose(xs_back, xs, rtol=1e-4, atol=1e-5)
 
 
-PARAMETER_FREE = {"Exp", "Identity", "Permute", "Reverse", "Sigmoid", "SoftPlus", "Tanh"}
+PARAMETER_FREE = {
+    "Exp",
+    "Identity",
+    "Permute",
+    "Reverse",
+    "Sigmoid",
+    "SoftPlus",
+    "Tanh",
+}
 
 
 @pytest.mark.parametrize("name", sorted(PARAMETER_FREE))

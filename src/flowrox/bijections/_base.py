@@ -149,4 +149,3 @@ def missing_inverse(bijection: AbstractBijection, direction: str = "inverse"):
         "uses the transform), or choose a bijection with a closed-form "
         f"{direction}."
     )
-

@@ -248,7 +248,8 @@ class Sigmoid(AbstractElementwise):
 class Tanh(AbstractElementwise):
     """$y = \\tanh x$, mapping the reals onto (-1, 1).
 
-    The log-derivative $\\log(1 - \\tanh^2 x) = 2(\\log 2 - x - \\mathrm{softplus}(-2x))$
+    The log-derivative
+    $\\log(1 - \\tanh^2 x) = 2(\\log 2 - x - \\mathrm{softplus}(-2x))$
     is computed from $x$, so it stays finite where $\\tanh x$ rounds to ±1.
 
     Args:

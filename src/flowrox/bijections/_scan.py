@@ -51,7 +51,8 @@ class Scan(AbstractBijection):
         >>> from flowrox.bijections import Affine, Scan
         >>> def make_layer(key):
         ...     return Affine(jax.random.normal(key, (2,)), 1.5)
-        >>> flow = Scan(eqx.filter_vmap(make_layer)(jax.random.split(jax.random.key(0), 8)))
+        >>> keys = jax.random.split(jax.random.key(0), 8)
+        >>> flow = Scan(eqx.filter_vmap(make_layer)(keys))
         >>> flow.n_layers, flow.shape
         (8, (2,))
         >>> round(float(flow.transform_and_log_det(jnp.zeros(2))[1]), 4)  # 16 log 1.5

@@ -24,7 +24,8 @@ class Permute(AbstractBijection):
     Example:
         >>> import jax.numpy as jnp
         >>> from flowrox.bijections import Permute
-        >>> Permute(jnp.array([2, 0, 1])).transform(jnp.array([10.0, 20.0, 30.0])).tolist()
+        >>> permute = Permute(jnp.array([2, 0, 1]))
+        >>> permute.transform(jnp.array([10.0, 20.0, 30.0])).tolist()
         [30.0, 10.0, 20.0]
     """
 

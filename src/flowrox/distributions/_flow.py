@@ -179,10 +179,12 @@ class Flow(_KeyedDistribution):
         return self.base_dist.has_rsample
 
     def _map(self, method: str, value):
-        return map_bijection(method, self.bijection, value, self.condition, owner="Flow")
+        return map_bijection(
+            method, self.bijection, value, self.condition, owner="Flow"
+        )
 
     def log_prob(self, value) -> jax.Array:
-        """Log density of `value`, shape `(*sample, *batch, *event)` -> `(*sample, *batch)`."""
+        """Log density: `(*sample, *batch, *event)` -> `(*sample, *batch)`."""
         x, log_det = self._map("inverse_and_log_det", value)
         return self.base_dist.log_prob(x) + log_det
 
