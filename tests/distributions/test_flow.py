@@ -1,0 +1,276 @@
+"""Flow as a NumPyro distribution, against exact answers."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+import optax
+import pytest
+from numpyro.diagnostics import effective_sample_size
+from numpyro.infer import MCMC, NUTS, SVI, Predictive, Trace_ELBO
+
+from flowrox import Flow
+from flowrox.bijections import Affine, Chain, Exp, Permute, Reverse, SinhArcsinh
+from tests.helpers import ConditionalAffine, autodiff_log_det
+
+
+def _nonlinear_flow(key):
+    keys = jax.random.split(key, 3)
+    bijection = Chain(
+        [
+            Affine(jax.random.normal(keys[0], (3,)), jnp.array([0.5, 1.0, 2.0])),
+            SinhArcsinh(0.4 * jax.random.normal(keys[1], (3,)), 1.3),
+            Permute(jax.random.permutation(keys[2], 3)),
+        ]
+    )
+    return Flow(dist.Normal(0.0, 1.0), bijection)
+
+
+def test_log_prob_equals_the_manual_change_of_variables(x64):
+    flow = _nonlinear_flow(jax.random.key(0))
+    ys = jax.random.normal(jax.random.key(1), (4, 3)) * 2.0
+    expected = []
+    for y in ys:
+        x = flow.bijection.inverse(y)
+        log_det = autodiff_log_det(flow.bijection.inverse, y)
+        expected.append(jnp.sum(dist.Normal(0.0, 1.0).log_prob(x)) + log_det)
+    np.testing.assert_allclose(flow.log_prob(ys), jnp.stack(expected), rtol=1e-10)
+
+
+def test_affine_flow_equals_numpyro_normal_and_multivariate_normal():
+    loc, scale = jnp.array([1.0, -2.0, 0.5]), jnp.array([0.5, 2.0, 1.5])
+    flow = Flow(dist.Normal(0.0, 1.0), Affine(loc, scale))
+    ys = jax.random.normal(jax.random.key(2), (7, 3)) * 3.0
+    normal = dist.Normal(loc, scale).to_event(1)
+    mvn = dist.MultivariateNormal(loc, covariance_matrix=jnp.diag(scale**2))
+    np.testing.assert_allclose(flow.log_prob(ys), normal.log_prob(ys), rtol=1e-5)
+    np.testing.assert_allclose(flow.log_prob(ys), mvn.log_prob(ys), rtol=1e-5)
+
+
+def test_shapes_follow_the_base_batch_shape():
+    base = dist.Normal(jnp.zeros((4, 2)), 1.0).to_event(1)
+    flow = Flow(base, Affine(jnp.zeros(2), 2.0))
+    assert flow.batch_shape == (4,)
+    assert flow.event_shape == (2,)
+    samples = flow.sample(jax.random.key(0), (5,))
+    assert samples.shape == (5, 4, 2)
+    assert flow.log_prob(samples).shape == (5, 4)
+    assert flow.log_prob(jnp.zeros(2)).shape == (4,)
+
+
+def test_a_batch_of_conditions_is_a_batch_of_distributions():
+    bijection = ConditionalAffine(jax.random.key(0), 3, 2)
+    conditions = jax.random.normal(jax.random.key(1), (5, 2))
+    flow = Flow(dist.Normal(0.0, 1.0), bijection, condition=conditions)
+    assert flow.batch_shape == (5,)
+    assert flow.sample(jax.random.key(2), (4,)).shape == (4, 5, 3)
+    ys = jax.random.normal(jax.random.key(3), (5, 3))
+    single = [
+        Flow(dist.Normal(0.0, 1.0), bijection, condition=c).log_prob(y)
+        for c, y in zip(conditions, ys, strict=True)
+    ]
+    np.testing.assert_allclose(flow.log_prob(ys), jnp.stack(single), rtol=1e-5)
+    # The same point broadcast against every condition.
+    assert flow.log_prob(ys[0]).shape == (5,)
+
+
+def test_gradients_flow_into_the_condition():
+    bijection = ConditionalAffine(jax.random.key(0), 3, 2)
+    y = jnp.array([0.3, -1.0, 2.0])
+
+    def flow_log_prob(condition):
+        return Flow(dist.Normal(0.0, 1.0), bijection, condition=condition).log_prob(y)
+
+    def exact_log_prob(condition):
+        # y = x exp(tanh(A c)) + B c with x ~ N(0, I) is N(B c, exp(tanh(A c))^2).
+        scale = jnp.exp(jnp.tanh(bijection.scale_weight @ condition))
+        loc = bijection.shift_weight @ condition
+        return dist.Normal(loc, scale).to_event(1).log_prob(y)
+
+    condition = jnp.array([0.4, -0.7])
+    gradient = jax.grad(flow_log_prob)(condition)
+    np.testing.assert_allclose(gradient, jax.grad(exact_log_prob)(condition), rtol=1e-4)
+    assert jnp.all(gradient != 0)
+
+
+def test_sample_and_log_prob_is_consistent_with_log_prob():
+    flow = _nonlinear_flow(jax.random.key(4))
+    y, log_prob = flow.sample_and_log_prob(jax.random.key(5), (6,))
+    assert y.shape == (6, 3) and log_prob.shape == (6,)
+    np.testing.assert_allclose(log_prob, flow.log_prob(y), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(y, flow.sample(jax.random.key(5), (6,)), rtol=1e-6)
+
+
+def test_samples_are_reparameterised():
+    def mean_of_samples(loc):
+        flow = Flow(dist.Normal(0.0, 1.0), Affine(loc, 2.0))
+        assert flow.has_rsample
+        return jnp.mean(flow.rsample(jax.random.key(0), (100,)))
+
+    gradient = jax.grad(mean_of_samples)(jnp.array([0.0, 1.0]))
+    np.testing.assert_allclose(gradient, [0.5, 0.5], rtol=1e-6)
+
+
+def test_flow_is_a_pytree_that_trains_with_optax_to_the_exact_mle():
+    data = jnp.array([1.0, -2.0]) + jnp.array([0.5, 2.0]) * jax.random.normal(
+        jax.random.key(0), (400, 2)
+    )
+    flow = Flow(dist.Normal(0.0, 1.0), Affine(jnp.zeros(2), 1.0))
+    parameters, static = eqx.partition(flow, eqx.is_inexact_array)
+    optimizer = optax.adam(0.05)
+
+    @jax.jit
+    def step(parameters, state):
+        def loss(parameters):
+            return -jnp.mean(eqx.combine(parameters, static).log_prob(data))
+
+        value, gradient = jax.value_and_grad(loss)(parameters)
+        updates, state = optimizer.update(gradient, state)
+        return optax.apply_updates(parameters, updates), state, value
+
+    state = optimizer.init(parameters)
+    for _ in range(600):
+        parameters, state, _ = step(parameters, state)
+    trained = eqx.combine(parameters, static)
+    # The Gaussian MLE is the sample mean and the (biased) sample std.
+    np.testing.assert_allclose(trained.bijection.loc, data.mean(0), atol=5e-3)
+    np.testing.assert_allclose(trained.bijection.scale, data.std(0), rtol=5e-3)
+    paths = [
+        jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_leaves_with_path(flow)
+    ]
+    assert ".bijection.loc" in paths and ".bijection.log_scale" in paths
+
+
+# A conjugate model: z ~ N(m, s^2) per dimension (through a flow), y_i ~ N(z, sigma^2).
+PRIOR_LOC, PRIOR_SCALE, NOISE = jnp.array([1.0, -1.0]), jnp.array([2.0, 0.5]), 0.8
+OBSERVED = jnp.array([[0.3, 1.1], [1.5, 0.2], [0.9, -0.4], [2.2, 0.8], [1.1, 0.5]])
+
+
+def _prior_flow():
+    # Affine then Reverse: z = reverse(m' + s' x), so m', s' are reversed m, s.
+    bijection = Chain([Affine(PRIOR_LOC[::-1], PRIOR_SCALE[::-1]), Reverse((2,))])
+    return Flow(dist.Normal(0.0, 1.0), bijection)
+
+
+def _conjugate_model(observed=OBSERVED):
+    z = numpyro.sample("z", _prior_flow())
+    with numpyro.plate("data", observed.shape[0]):
+        numpyro.sample("y", dist.Normal(z, NOISE).to_event(1), obs=observed)
+
+
+def _exact_posterior():
+    precision = 1 / PRIOR_SCALE**2 + OBSERVED.shape[0] / NOISE**2
+    mean = (PRIOR_LOC / PRIOR_SCALE**2 + OBSERVED.sum(0) / NOISE**2) / precision
+    return mean, 1 / precision
+
+
+def test_nuts_with_a_flow_prior_recovers_the_conjugate_posterior():
+    mcmc = MCMC(
+        NUTS(_conjugate_model), num_warmup=500, num_samples=2000, progress_bar=False
+    )
+    mcmc.run(jax.random.key(0))
+    z = mcmc.get_samples()["z"]
+    mean, variance = _exact_posterior()
+    ess = effective_sample_size(np.asarray(z)[None])
+    mean_error = np.sqrt(variance / ess)
+    variance_error = variance * np.sqrt(2 / ess)
+    assert np.all(np.abs(z.mean(0) - mean) < 4 * mean_error)
+    assert np.all(np.abs(z.var(0) - variance) < 4 * variance_error)
+
+
+def test_svi_with_a_flow_guide_of_param_sites_reaches_the_exact_posterior():
+    def guide(observed=OBSERVED):
+        del observed
+        loc = numpyro.param("loc", jnp.zeros(2))
+        scale = numpyro.param(
+            "scale", jnp.ones(2), constraint=dist.constraints.positive
+        )
+        numpyro.sample("z", Flow(dist.Normal(0.0, 1.0), Affine(loc, scale)))
+
+    schedule = optax.exponential_decay(0.05, transition_steps=1500, decay_rate=0.05)
+    svi = SVI(
+        _conjugate_model, guide, optax.adam(schedule), Trace_ELBO(num_particles=32)
+    )
+    result = svi.run(jax.random.key(1), 3000, progress_bar=False)
+    mean, variance = _exact_posterior()
+    sd = np.sqrt(variance)
+    assert np.all(np.abs(result.params["loc"] - mean) < 0.05 * sd)
+    np.testing.assert_allclose(result.params["scale"], sd, rtol=0.05)
+
+
+def test_predictive_and_vmap_over_flows():
+    prior = Predictive(_conjugate_model, num_samples=4000)(
+        jax.random.key(2), observed=OBSERVED
+    )
+    np.testing.assert_allclose(prior["z"].mean(0), PRIOR_LOC, atol=0.1)
+    np.testing.assert_allclose(prior["z"].std(0), PRIOR_SCALE, rtol=0.05)
+
+    locs = jnp.arange(3.0)
+    log_probs = jax.vmap(
+        lambda loc: Flow(dist.Normal(0.0, 1.0), Affine(loc, 1.0)).log_prob(
+            jnp.array(0.0)
+        )
+    )(locs)
+    np.testing.assert_allclose(
+        log_probs, dist.Normal(locs, 1.0).log_prob(0.0), rtol=1e-6
+    )
+
+
+def test_support_is_passed_to_numpyro():
+    # A log-normal prior written as a flow: NUTS must stay on the positive reals.
+    def model():
+        numpyro.sample(
+            "z",
+            Flow(dist.Normal(0.0, 1.0), Exp(), support=dist.constraints.positive),
+        )
+
+    mcmc = MCMC(NUTS(model), num_warmup=300, num_samples=1000, progress_bar=False)
+    mcmc.run(jax.random.key(3))
+    z = mcmc.get_samples()["z"]
+    assert jnp.all(z > 0)
+    np.testing.assert_allclose(jnp.log(z).mean(), 0.0, atol=0.2)
+
+
+@pytest.mark.parametrize(
+    ("build", "match"),
+    [
+        (
+            lambda: Flow(
+                dist.Normal(jnp.zeros(3), 1.0).to_event(1), Affine(jnp.zeros(2))
+            ),
+            r"event shape \(3,\) .* events of shape \(2,\)",
+        ),
+        (
+            lambda: Flow(dist.Normal(0.0, 1.0), Affine(jnp.zeros(2)), jnp.zeros(3)),
+            r"unconditional .* condition of shape \(3,\)",
+        ),
+        (
+            lambda: Flow(
+                dist.Normal(0.0, 1.0), ConditionalAffine(jax.random.key(0), 2, 3)
+            ),
+            r"expects a condition of shape \(3,\)",
+        ),
+        (
+            lambda: Flow(
+                dist.Normal(0.0, 1.0),
+                ConditionalAffine(jax.random.key(0), 2, 3),
+                condition=jnp.zeros((4, 2)),
+            ),
+            r"trailing dims are \(3,\), got shape \(4, 2\)",
+        ),
+        (lambda: Flow(dist.Normal(0.0, 1.0), "not a bijection"), r"flowrox bijection"),
+    ],
+)
+def test_flow_construction_errors(build, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        build()
+
+
+def test_log_prob_of_a_value_with_the_wrong_event_shape():
+    flow = Flow(dist.Normal(0.0, 1.0), Affine(jnp.zeros(2)))
+    with pytest.raises(
+        ValueError, match=r"trailing dims are \(2,\), got shape \(5, 3\)"
+    ):
+        flow.log_prob(jnp.zeros((5, 3)))
