@@ -7,6 +7,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 from equinox import AbstractVar
+from jax.typing import ArrayLike
 
 _CHECKED_METHODS = ("transform_and_log_det", "inverse_and_log_det")
 
@@ -98,7 +99,9 @@ class AbstractBijection(eqx.Module):
             setattr(cls, method_name, _with_checks(method))
 
     @abc.abstractmethod
-    def transform_and_log_det(self, x, condition=None) -> tuple[jax.Array, jax.Array]:
+    def transform_and_log_det(
+        self, x: ArrayLike, condition: ArrayLike | None = None
+    ) -> tuple[jax.Array, jax.Array]:
         """Computes $y = f(x)$ and $\\log|\\det \\partial y/\\partial x|$.
 
         Args:
@@ -111,7 +114,9 @@ class AbstractBijection(eqx.Module):
         """
 
     @abc.abstractmethod
-    def inverse_and_log_det(self, y, condition=None) -> tuple[jax.Array, jax.Array]:
+    def inverse_and_log_det(
+        self, y: ArrayLike, condition: ArrayLike | None = None
+    ) -> tuple[jax.Array, jax.Array]:
         """Computes $x = f^{-1}(y)$ and $\\log|\\det \\partial x/\\partial y|$.
 
         Args:
@@ -122,11 +127,11 @@ class AbstractBijection(eqx.Module):
             `(x, log_det)`, `x` of shape `shape` and a scalar `log_det`.
         """
 
-    def transform(self, x, condition=None) -> jax.Array:
+    def transform(self, x: ArrayLike, condition: ArrayLike | None = None) -> jax.Array:
         """Computes $y = f(x)$ (the log-det is computed and dropped by XLA)."""
         return self.transform_and_log_det(x, condition)[0]
 
-    def inverse(self, y, condition=None) -> jax.Array:
+    def inverse(self, y: ArrayLike, condition: ArrayLike | None = None) -> jax.Array:
         """Computes $x = f^{-1}(y)$."""
         return self.inverse_and_log_det(y, condition)[0]
 

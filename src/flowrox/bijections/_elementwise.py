@@ -1,11 +1,13 @@
 """Elementwise bijections: each output element depends on one input element."""
 
 import abc
+from collections.abc import Sequence
 from typing import ClassVar
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
 from ._base import AbstractBijection
 from ._parameters import (
@@ -79,7 +81,13 @@ class Affine(AbstractElementwise):
     log_scale: jax.Array
     shape: tuple[int, ...] = eqx.field(static=True)
 
-    def __init__(self, loc=0.0, scale=1.0, *, shape=None):
+    def __init__(
+        self,
+        loc: ArrayLike = 0.0,
+        scale: ArrayLike = 1.0,
+        *,
+        shape: Sequence[int] | None = None,
+    ):
         loc, scale = as_float_array(loc), as_float_array(scale)
         self.shape = event_shape_of("Affine", shape, loc, scale)
         self.loc = jnp.broadcast_to(loc, self.shape)
@@ -116,7 +124,7 @@ class Shift(AbstractElementwise):
     shift: jax.Array
     shape: tuple[int, ...] = eqx.field(static=True)
 
-    def __init__(self, shift=0.0, *, shape=None):
+    def __init__(self, shift: ArrayLike = 0.0, *, shape: Sequence[int] | None = None):
         shift = as_float_array(shift)
         self.shape = event_shape_of("Shift", shape, shift)
         self.shift = jnp.broadcast_to(shift, self.shape)
@@ -145,7 +153,7 @@ class Scale(AbstractElementwise):
     log_scale: jax.Array
     shape: tuple[int, ...] = eqx.field(static=True)
 
-    def __init__(self, scale=1.0, *, shape=None):
+    def __init__(self, scale: ArrayLike = 1.0, *, shape: Sequence[int] | None = None):
         scale = as_float_array(scale)
         self.shape = event_shape_of("Scale", shape, scale)
         self.log_scale = jnp.broadcast_to(
@@ -178,7 +186,7 @@ class Exp(AbstractElementwise):
 
     shape: tuple[int, ...] = eqx.field(static=True)
 
-    def __init__(self, shape=()):
+    def __init__(self, shape: Sequence[int] = ()):
         self.shape = _static_shape(shape)
 
     def forward_elementwise(self, x):
@@ -205,7 +213,7 @@ class SoftPlus(AbstractElementwise):
 
     shape: tuple[int, ...] = eqx.field(static=True)
 
-    def __init__(self, shape=()):
+    def __init__(self, shape: Sequence[int] = ()):
         self.shape = _static_shape(shape)
 
     def forward_elementwise(self, x):
@@ -233,7 +241,7 @@ class Sigmoid(AbstractElementwise):
 
     shape: tuple[int, ...] = eqx.field(static=True)
 
-    def __init__(self, shape=()):
+    def __init__(self, shape: Sequence[int] = ()):
         self.shape = _static_shape(shape)
 
     def forward_elementwise(self, x):
@@ -264,7 +272,7 @@ class Tanh(AbstractElementwise):
 
     shape: tuple[int, ...] = eqx.field(static=True)
 
-    def __init__(self, shape=()):
+    def __init__(self, shape: Sequence[int] = ()):
         self.shape = _static_shape(shape)
 
     def _log_derivative(self, x):
@@ -298,7 +306,9 @@ class Power(AbstractElementwise):
     log_exponent: jax.Array
     shape: tuple[int, ...] = eqx.field(static=True)
 
-    def __init__(self, exponent=1.0, *, shape=None):
+    def __init__(
+        self, exponent: ArrayLike = 1.0, *, shape: Sequence[int] | None = None
+    ):
         exponent = as_float_array(exponent)
         self.shape = event_shape_of("Power", shape, exponent)
         self.log_exponent = jnp.broadcast_to(
@@ -347,7 +357,13 @@ class SinhArcsinh(AbstractElementwise):
     log_tailweight: jax.Array
     shape: tuple[int, ...] = eqx.field(static=True)
 
-    def __init__(self, skewness=0.0, tailweight=1.0, *, shape=None):
+    def __init__(
+        self,
+        skewness: ArrayLike = 0.0,
+        tailweight: ArrayLike = 1.0,
+        *,
+        shape: Sequence[int] | None = None,
+    ):
         skewness, tailweight = as_float_array(skewness), as_float_array(tailweight)
         self.shape = event_shape_of("SinhArcsinh", shape, skewness, tailweight)
         self.skewness = jnp.broadcast_to(skewness, self.shape)
@@ -388,7 +404,7 @@ class Identity(AbstractElementwise):
 
     shape: tuple[int, ...] = eqx.field(static=True)
 
-    def __init__(self, shape=()):
+    def __init__(self, shape: Sequence[int] = ()):
         self.shape = _static_shape(shape)
 
     def forward_elementwise(self, x):

@@ -1,12 +1,14 @@
 """Volume-preserving rearrangements: `Permute`, `Reverse`, and the `Reshape` wrapper."""
 
 import math
+from collections.abc import Sequence
 from typing import ClassVar
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from ._base import AbstractBijection
 
@@ -34,7 +36,7 @@ class Permute(AbstractBijection):
     shape: tuple[int, ...] = eqx.field(static=True)
     cond_shape: ClassVar[None] = None
 
-    def __init__(self, permutation):
+    def __init__(self, permutation: ArrayLike):
         permutation = jnp.asarray(permutation)
         if not jnp.issubdtype(permutation.dtype, jnp.integer):
             raise TypeError(
@@ -84,7 +86,7 @@ class Reverse(AbstractBijection):
     shape: tuple[int, ...] = eqx.field(static=True)
     cond_shape: ClassVar[None] = None
 
-    def __init__(self, shape=()):
+    def __init__(self, shape: Sequence[int] = ()):
         self.shape = tuple(int(n) for n in shape)
 
     def transform_and_log_det(self, x, condition=None):
@@ -121,7 +123,13 @@ class Reshape(AbstractBijection):
     shape: tuple[int, ...] = eqx.field(static=True)
     cond_shape: tuple[int, ...] | None = eqx.field(static=True)
 
-    def __init__(self, bijection: AbstractBijection, shape, *, cond_shape=None):
+    def __init__(
+        self,
+        bijection: AbstractBijection,
+        shape: Sequence[int],
+        *,
+        cond_shape: Sequence[int] | None = None,
+    ):
         shape = tuple(int(n) for n in shape)
         if math.prod(shape) != math.prod(bijection.shape):
             raise ValueError(

@@ -5,6 +5,7 @@ from typing import ClassVar
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 from numpyro.distributions import Distribution, constraints
 
 from ..bijections import AbstractBijection
@@ -122,7 +123,7 @@ class Flow(_KeyedDistribution):
         self,
         base_dist: Distribution,
         bijection: AbstractBijection,
-        condition=None,
+        condition: ArrayLike | None = None,
         *,
         support: constraints.Constraint | None = None,
         validate_args: bool | None = None,

@@ -1,6 +1,7 @@
 """`BijectionTransform`: any flowrox bijection as a NumPyro `Transform`."""
 
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 from numpyro.distributions import constraints
 from numpyro.distributions.transforms import Transform
 
@@ -45,7 +46,7 @@ class BijectionTransform(Transform):
     def __init__(
         self,
         bijection: AbstractBijection,
-        condition=None,
+        condition: ArrayLike | None = None,
         *,
         domain: constraints.Constraint | None = None,
         codomain: constraints.Constraint | None = None,
