@@ -274,3 +274,40 @@ def test_log_prob_of_a_value_with_the_wrong_event_shape():
         ValueError, match=r"trailing dims are \(2,\), got shape \(5, 3\)"
     ):
         flow.log_prob(jnp.zeros((5, 3)))
+
+
+def test_pytree_keys_and_static_scalar_bases():
+    flow = Flow(dist.Normal(0.0, 1.0), Affine(jnp.zeros(2)))
+    paths = [
+        jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_leaves_with_path(flow)
+    ]
+    # A base of Python numbers is static data: only the bijection's arrays remain.
+    assert paths == [".bijection.loc", ".bijection.log_scale"]
+    # A base with array parameters keeps them as (trainable) leaves.
+    array_base = Flow(dist.Normal(jnp.zeros(2), 1.0).to_event(1), Affine(jnp.zeros(2)))
+    array_paths = [
+        jax.tree_util.keystr(p)
+        for p, _ in jax.tree_util.tree_leaves_with_path(array_base)
+    ]
+    assert any(path.startswith(".base_dist") for path in array_paths)
+
+    traces = []
+
+    @jax.jit
+    def log_prob(flow, y):
+        traces.append(1)
+        return flow.log_prob(y)
+
+    y = jnp.ones(2)
+    first = log_prob(flow, y)
+    second_flow = Flow(dist.Normal(0.0, 1.0), Affine(jnp.ones(2)))
+    second = log_prob(second_flow, y)
+    assert len(traces) == 1, "equal bases must share one compiled function"
+    np.testing.assert_allclose(
+        first, dist.Normal(0.0, 1.0).log_prob(y).sum(), rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        second, dist.Normal(1.0, 1.0).log_prob(y).sum(), rtol=1e-6
+    )
+    log_prob(Flow(dist.Normal(0.0, 2.0), Affine(jnp.ones(2))), y)
+    assert len(traces) == 2, "a different base must not reuse the compiled function"

@@ -13,16 +13,12 @@ from ._batching import leading_shape, map_bijection
 
 
 class _KeyedDistribution(Distribution):
-    """Registers subclasses as pytrees whose children are keyed by attribute name.
+    """Registers subclasses as pytrees with attribute-name keys.
 
     NumPyro's own registration orders children through a set, so their position
     (and any name derived from a pytree path) can change with `PYTHONHASHSEED`.
-    Subclasses list their children in `_children`, in a fixed order, and their
-    static attributes in `_aux`.
+    Subclasses define `_flatten_with_keys`, `tree_flatten` and `tree_unflatten`.
     """
-
-    _children: ClassVar[tuple[str, ...]] = ()
-    _aux: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, **kwargs):
         # Skips Distribution.__init_subclass__ on purpose: one registration only.
@@ -31,23 +27,40 @@ class _KeyedDistribution(Distribution):
             cls, cls._flatten_with_keys, cls.tree_unflatten, cls.tree_flatten
         )
 
-    def _flatten_with_keys(self):
-        children = tuple(
-            (jax.tree_util.GetAttrKey(name), self.__dict__[name])
-            for name in self._children
+
+def _is_scalar_leaf(leaf) -> bool:
+    return isinstance(leaf, bool | int | float | complex | np.generic)
+
+
+class _Frozen:
+    """A pytree without array leaves held as static data, compared by value.
+
+    A base such as `dist.Normal(0.0, 1.0)` has only Python-number leaves. Kept in
+    the treedef, its numbers are compile-time constants (XLA folds `(x - 0) / 1`)
+    and two flows with equal bases share one compiled function.
+    """
+
+    __slots__ = ("_hash", "leaves", "treedef", "value")
+
+    def __init__(self, tree):
+        leaves, self.treedef = jax.tree.flatten(tree)
+        self.leaves = tuple(leaves)
+        self.value = tree  # distributions are immutable: share the one object
+        self._hash = hash((self.treedef, self.leaves))
+
+    @staticmethod
+    def possible(tree) -> bool:
+        return all(_is_scalar_leaf(leaf) for leaf in jax.tree.leaves(tree))
+
+    def __hash__(self):
+        return self._hash
+
+    def __eq__(self, other):
+        return self is other or (
+            isinstance(other, _Frozen)
+            and self.treedef == other.treedef
+            and self.leaves == other.leaves
         )
-        return children, tuple(getattr(self, name) for name in self._aux)
-
-    def tree_flatten(self):
-        children = tuple(self.__dict__[name] for name in self._children)
-        return children, tuple(getattr(self, name) for name in self._aux)
-
-    @classmethod
-    def tree_unflatten(cls, aux_data, children):
-        new = cls.__new__(cls)
-        new.__dict__.update(zip(cls._children, children, strict=True))
-        new.__dict__.update(zip(cls._aux, aux_data, strict=True))
-        return new
 
 
 def _base_with_event_shape(base_dist: Distribution, shape: tuple[int, ...]):
@@ -116,8 +129,16 @@ class Flow(_KeyedDistribution):
     """
 
     arg_constraints: ClassVar[dict] = {}
-    _children = ("base_dist", "bijection", "condition", "_support")
-    _aux = ("_batch_shape", "_event_shape", "_validate_args")
+    # Children in a fixed order; the base and support become static data when
+    # they hold no arrays (see _Frozen).
+    _children: ClassVar[tuple[str, ...]] = (
+        "base_dist",
+        "bijection",
+        "condition",
+        "_support",
+    )
+    _freezable: ClassVar[tuple[str, ...]] = ("base_dist", "_support")
+    _aux: ClassVar[tuple[str, ...]] = ("_batch_shape", "_event_shape", "_validate_args")
 
     def __init__(
         self,
@@ -170,6 +191,41 @@ class Flow(_KeyedDistribution):
         self.condition = condition
         self._support = support
         super().__init__(batch_shape, shape, validate_args=validate_args)
+        self._tree_data_cache = self._tree_data()
+
+    def _tree_data(self):
+        """Static data of the pytree, computed once per instance (flattening runs
+        on every jit call, so it must be cheap)."""
+        frozen = tuple(
+            _Frozen(self.__dict__[name])
+            if name in self._freezable and _Frozen.possible(self.__dict__[name])
+            else None
+            for name in self._children
+        )
+        return tuple(getattr(self, name) for name in self._aux), frozen
+
+    def tree_flatten(self):
+        tree_data = self.__dict__["_tree_data_cache"]
+        children = tuple(
+            None if static is not None else self.__dict__[name]
+            for name, static in zip(self._children, tree_data[1], strict=True)
+        )
+        return children, tree_data
+
+    def _flatten_with_keys(self):
+        children, tree_data = self.tree_flatten()
+        keys = (jax.tree_util.GetAttrKey(name) for name in self._children)
+        return tuple(zip(keys, children, strict=True)), tree_data
+
+    @classmethod
+    def tree_unflatten(cls, tree_data, children):
+        aux, frozen = tree_data
+        new = cls.__new__(cls)
+        for name, child, static in zip(cls._children, children, frozen, strict=True):
+            new.__dict__[name] = child if static is None else static.value
+        new.__dict__.update(zip(cls._aux, aux, strict=True))
+        new.__dict__["_tree_data_cache"] = tree_data
+        return new
 
     @property
     def support(self) -> constraints.Constraint:
