@@ -4,9 +4,32 @@ import importlib.metadata
 
 from . import bijections as bijections
 from . import distributions as distributions
+from . import priors as priors
+from ._bayes import RandomLeaf as RandomLeaf
+from ._bayes import bayesian as bayesian
+from ._bayes import buffer as buffer
+from ._bayes import deterministic as deterministic
+from ._bayes import init_to_module as init_to_module
+from ._bayes import param_module as param_module
+from ._bayes import posterior_modules as posterior_modules
+from ._bayes import sample_module as sample_module
 from .distributions import BijectionTransform as BijectionTransform
 from .distributions import Flow as Flow
 
 __version__ = importlib.metadata.version("flowrox")
 
-__all__ = ["BijectionTransform", "Flow", "bijections", "distributions"]
+__all__ = [
+    "BijectionTransform",
+    "Flow",
+    "RandomLeaf",
+    "bayesian",
+    "bijections",
+    "buffer",
+    "deterministic",
+    "distributions",
+    "init_to_module",
+    "param_module",
+    "posterior_modules",
+    "priors",
+    "sample_module",
+]

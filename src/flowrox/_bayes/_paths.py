@@ -1,0 +1,131 @@
+"""Deterministic leaf paths, stacked-layer depth and buffer fields of a module."""
+
+import dataclasses
+from typing import NamedTuple
+
+import equinox as eqx
+import jax
+from jax.tree_util import DictKey, FlattenedIndexKey, GetAttrKey, SequenceKey
+
+BUFFER_METADATA = "flowrox_buffer"
+
+
+def buffer(**field_kwargs):
+    """Declares a field of an equinox module as a buffer: never trained, never random.
+
+    The array leaves under a buffer field (a fixed mask, a permutation, a frozen
+    lookup table) are skipped by `param_module` and by `bayesian` (unless
+    selected explicitly with `where`).
+
+    Args:
+        **field_kwargs: passed on to `eqx.field` (e.g. `default=...`).
+
+    Example:
+        >>> import equinox as eqx
+        >>> import jax
+        >>> import jax.numpy as jnp
+        >>> import flowrox
+        >>> class Masked(eqx.Module):
+        ...     weight: jax.Array
+        ...     mask: jax.Array = flowrox.buffer()
+        ...     def __call__(self, x):
+        ...         return (self.weight * self.mask) @ x
+        >>> layer = Masked(jnp.ones((2, 2)), jnp.eye(2))
+        >>> sorted(flowrox.param_module("layer", layer).__dict__)  # still a Masked
+        ['mask', 'weight']
+    """
+    metadata = dict(field_kwargs.pop("metadata", {}))
+    metadata[BUFFER_METADATA] = True
+    return eqx.field(metadata=metadata, **field_kwargs)
+
+
+def render_path(path) -> str:
+    """Renders a pytree key path as `a.b.0.c`: stable across processes and runs."""
+    parts = []
+    for key in path:
+        if isinstance(key, GetAttrKey):
+            parts.append(key.name)
+        elif isinstance(key, SequenceKey):
+            parts.append(str(key.idx))
+        elif isinstance(key, DictKey | FlattenedIndexKey):
+            parts.append(str(key.key))
+        else:
+            parts.append(str(key).strip(".[]"))
+    return ".".join(parts)
+
+
+class LeafInfo(NamedTuple):
+    """Where a leaf sits in a module."""
+
+    path: tuple
+    name: str
+    stacks: tuple[tuple, ...]  # key paths of the enclosing stacks, outermost first
+    is_buffer: bool
+
+
+def _is_marker(node) -> bool:
+    from ._markers import RandomLeaf
+
+    return isinstance(node, RandomLeaf)
+
+
+def _module_nodes(tree, prefix=()):
+    """Yields `(path, node)` for the root and every equinox module below it."""
+    yield prefix, tree
+
+    def is_leaf(node):
+        return node is not tree and (isinstance(node, eqx.Module) or _is_marker(node))
+
+    for path, node in jax.tree_util.tree_flatten_with_path(tree, is_leaf=is_leaf)[0]:
+        if isinstance(node, eqx.Module) and not _is_marker(node):
+            yield from _module_nodes(node, prefix + tuple(path))
+
+
+def _stacked_child(node) -> str | None:
+    """The field of `node` holding layers stacked on a leading axis, if any."""
+    from ..bijections import Scan, Vmap
+
+    if isinstance(node, Scan) or (isinstance(node, Vmap) and not node.shared):
+        return "bijection"
+    return None
+
+
+def leaves_with_info(module) -> list[tuple[LeafInfo, object]]:
+    """Every leaf of `module` (random markers count as leaves) with its `LeafInfo`."""
+    stacks, buffers = [], []
+    for prefix, node in _module_nodes(module):
+        child = _stacked_child(node)
+        if child is not None:
+            stacks.append((*prefix, GetAttrKey(child)))
+        if dataclasses.is_dataclass(node):
+            for field in dataclasses.fields(node):
+                if field.metadata.get(BUFFER_METADATA, False):
+                    buffers.append((*prefix, GetAttrKey(field.name)))
+
+    def under(path, prefix):
+        return tuple(path[: len(prefix)]) == prefix
+
+    result = []
+    for path, leaf in jax.tree_util.tree_flatten_with_path(module, is_leaf=_is_marker)[
+        0
+    ]:
+        path = tuple(path)
+        info = LeafInfo(
+            path=path,
+            name=render_path(path),
+            stacks=tuple(s for s in stacks if under(path, s)),
+            is_buffer=any(under(path, b) for b in buffers),
+        )
+        result.append((info, leaf))
+    return result
+
+
+def replace_leaves(module, replacements: dict):
+    """Returns `module` with the leaves at the given key paths replaced."""
+    if not replacements:
+        return module
+    return jax.tree_util.tree_map_with_path(
+        lambda path, leaf: replacements.get(tuple(path), leaf),
+        module,
+        is_leaf=_is_marker,
+    )

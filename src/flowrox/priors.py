@@ -1,0 +1,22 @@
+"""Priors for the leaves of modules, for use with `flowrox.bayesian`.
+
+A prior is a NumPyro distribution (expanded to each leaf), a callable
+`(path, leaf) -> distribution` such as `init_matched()`, or a multi-site prior
+such as `Horseshoe`.
+"""
+
+from ._bayes._markers import AbstractPrior as AbstractPrior
+from ._bayes._priors import Horseshoe as Horseshoe
+from ._bayes._priors import init_matched as init_matched
+from ._bayes._priors import laplace as laplace
+from ._bayes._priors import normal as normal
+from ._bayes._priors import student_t as student_t
+
+__all__ = [
+    "AbstractPrior",
+    "Horseshoe",
+    "init_matched",
+    "laplace",
+    "normal",
+    "student_t",
+]
