@@ -44,3 +44,22 @@ def autodiff_log_det(function, x):
     jacobian = jax.jacobian(flat_function)(x.ravel())
     # A singular Jacobian gives -inf, which no finite log-det matches.
     return jnp.linalg.slogdet(jacobian)[1]
+
+
+class NetworkShift(AbstractBijection):
+    """y = x + network(condition): a conditional bijection holding an MLP."""
+
+    network: eqx.nn.MLP
+    shape: tuple[int, ...] = eqx.field(static=True)
+    cond_shape: tuple[int, ...] = eqx.field(static=True)
+
+    def __init__(self, key, dim: int, cond_dim: int, width: int = 4):
+        self.network = eqx.nn.MLP(cond_dim, dim, width, depth=1, key=key)
+        self.shape = (dim,)
+        self.cond_shape = (cond_dim,)
+
+    def transform_and_log_det(self, x, condition=None):
+        return x + self.network(condition), jnp.zeros((), x.dtype)
+
+    def inverse_and_log_det(self, y, condition=None):
+        return y - self.network(condition), jnp.zeros((), y.dtype)

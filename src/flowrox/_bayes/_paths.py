@@ -69,15 +69,21 @@ def _is_marker(node) -> bool:
     return isinstance(node, RandomLeaf)
 
 
+def _is_node(node) -> bool:
+    from ..distributions import Flow
+
+    return isinstance(node, eqx.Module | Flow) and not _is_marker(node)
+
+
 def _module_nodes(tree, prefix=()):
-    """Yields `(path, node)` for the root and every equinox module below it."""
+    """Yields `(path, node)` for the root and every module (or Flow) below it."""
     yield prefix, tree
 
     def is_leaf(node):
-        return node is not tree and (isinstance(node, eqx.Module) or _is_marker(node))
+        return node is not tree and (_is_node(node) or _is_marker(node))
 
     for path, node in jax.tree_util.tree_flatten_with_path(tree, is_leaf=is_leaf)[0]:
-        if isinstance(node, eqx.Module) and not _is_marker(node):
+        if _is_node(node):
             yield from _module_nodes(node, prefix + tuple(path))
 
 
@@ -90,6 +96,22 @@ def _stacked_child(node) -> str | None:
     return None
 
 
+def _buffer_children(node) -> list[str]:
+    """The fields of `node` whose leaves are data, not parameters."""
+    from ..distributions import Flow
+
+    if isinstance(node, Flow):
+        # A flow's base distribution and condition are data.
+        return ["base_dist", "condition"]
+    if dataclasses.is_dataclass(node):
+        return [
+            field.name
+            for field in dataclasses.fields(node)
+            if field.metadata.get(BUFFER_METADATA, False)
+        ]
+    return []
+
+
 def leaves_with_info(module) -> list[tuple[LeafInfo, object]]:
     """Every leaf of `module` (random markers count as leaves) with its `LeafInfo`."""
     stacks, buffers = [], []
@@ -97,10 +119,7 @@ def leaves_with_info(module) -> list[tuple[LeafInfo, object]]:
         child = _stacked_child(node)
         if child is not None:
             stacks.append((*prefix, GetAttrKey(child)))
-        if dataclasses.is_dataclass(node):
-            for field in dataclasses.fields(node):
-                if field.metadata.get(BUFFER_METADATA, False):
-                    buffers.append((*prefix, GetAttrKey(field.name)))
+        buffers.extend((*prefix, GetAttrKey(name)) for name in _buffer_children(node))
 
     def under(path, prefix):
         return tuple(path[: len(prefix)]) == prefix
