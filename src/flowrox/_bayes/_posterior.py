@@ -1,5 +1,6 @@
 """Starting inference at a module, and rebuilding modules from posterior samples."""
 
+import functools
 from collections.abc import Mapping
 
 import equinox as eqx
@@ -45,25 +46,35 @@ def init_to_module(module, *, name: str | None = None, fallback=None):
         elif eqx.is_inexact_array(leaf):
             values[info.name] = leaf
     fallback = init_to_median if fallback is None else fallback
+    # NumPyro expects an init strategy to be a functools.partial.
+    return functools.partial(
+        _init_to_values, values=values, name=name, fallback=fallback
+    )
 
-    def init_fn(site=None):
-        if site is None:
-            return init_fn
-        infer = site.get("infer") or {}
-        path = infer.get(INFER_PATH)
-        matches = (
-            site["type"] == "sample"
-            and not site.get("is_observed", False)
-            and path in values
-            and (name is None or infer.get(INFER_NAME) == name)
+
+def _init_to_values(site=None, *, values, name, fallback):
+    if site is None:
+        return functools.partial(
+            _init_to_values, values=values, name=name, fallback=fallback
         )
-        if matches:
-            value = values[path]
-            if tuple(jnp.shape(value)) == tuple(jnp.shape(site["value"])):
-                return value
-        return fallback(site)
-
-    return init_fn
+    infer = site.get("infer") or {}
+    path = infer.get(INFER_PATH)
+    if (
+        site["type"] == "sample"
+        and not site.get("is_observed", False)
+        and path in values
+        and (name is None or infer.get(INFER_NAME) == name)
+    ):
+        value = values[path]
+        expected = tuple(site["fn"].shape())
+        if tuple(jnp.shape(value)) != expected:
+            raise ValueError(
+                f"init_to_module: the module's value for '{site['name']}' has shape "
+                f"{jnp.shape(value)}, but the site expects {expected}. Pass the "
+                "module whose structure the model samples."
+            )
+        return value
+    return fallback(site)
 
 
 def _find_name(module, samples: Mapping) -> str:

@@ -16,17 +16,28 @@ INFER_NAME = "flowrox_name"
 INFER_PATH = "flowrox_path"
 
 
+def _hidden_by(handler, site: str) -> bool:
+    if not isinstance(handler, numpyro.handlers.block):
+        return False
+    try:
+        return bool(handler.hide_fn({"name": site, "type": "sample", "infer": {}}))
+    except (KeyError, TypeError, AttributeError):
+        return True
+
+
 def _existing_site(site: str, name: str):
-    """A site already in an enclosing trace that clashes with `site` or `name`."""
-    for handler in numpyro.primitives._PYRO_STACK:
-        trace = getattr(handler, "trace", None)
-        if not isinstance(trace, dict):
-            continue
-        if site in trace:
-            return trace[site]
-        for message in trace.values():
-            if (message.get("infer") or {}).get(INFER_NAME) == name:
-                return message
+    """A site, in a trace that will record `site`, that clashes with it or `name`."""
+    for handler in reversed(numpyro.primitives._PYRO_STACK):
+        # Only trace handlers record sites (replay also holds a .trace: skip it).
+        trace = handler.trace if isinstance(handler, numpyro.handlers.trace) else None
+        if isinstance(trace, dict):
+            if site in trace:
+                return trace[site]
+            for message in trace.values():
+                if (message.get("infer") or {}).get(INFER_NAME) == name:
+                    return message
+        if _hidden_by(handler, site):
+            break
     return None
 
 
@@ -45,6 +56,12 @@ def _check_unique(name: str, info: LeafInfo, module) -> None:
     )
 
 
+def _plate_name(name: str, stack: tuple) -> str:
+    # Named after the stacking module (a Scan), not its stacked child.
+    owner = render_path(stack[:-1])
+    return f"{name}/{owner}/layers" if owner else f"{name}/layers"
+
+
 def _sample_leaf(name: str, info: LeafInfo, marker: RandomLeaf, plate_sizes):
     site = f"{name}/{info.name}"
     shape = tuple(marker.value.shape)
@@ -54,7 +71,7 @@ def _sample_leaf(name: str, info: LeafInfo, marker: RandomLeaf, plate_sizes):
         for axis, stack in enumerate(info.stacks):
             plates.enter_context(
                 numpyro.plate(
-                    f"{name}/{render_path(stack)}/layers",
+                    _plate_name(name, stack),
                     plate_sizes[stack],
                     dim=axis - n_stacked,
                 )
