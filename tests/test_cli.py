@@ -29,3 +29,5 @@ def test_demo_matches_the_exact_answers(capsys):
     assert results["density_error"] < 1e-4
     assert results["divergences"] == 0
     assert max(results["posterior_mean_errors_in_se"]) < 4.0
+    assert max(results["regression_errors_in_se"]) < 4.0
+    assert "linear/weight" in output

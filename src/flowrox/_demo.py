@@ -11,6 +11,7 @@ import numpyro.distributions as dist
 from numpyro.diagnostics import effective_sample_size
 from numpyro.infer import MCMC, NUTS
 
+from ._bayes import bayesian, sample_module
 from .bijections import Affine, Chain, Permute, Scan
 from .distributions import Flow
 
@@ -110,11 +111,65 @@ def run_demo(*, num_samples: int = 2000, seed: int = 0) -> dict:
             f"   z[{i}]          {z[:, i].mean():+9.4f}  {mean[i]:+9.4f}   "
             f"{z[:, i].std():8.4f}  {sd[i]:8.4f}   {error:6.2f}"
         )
+    regression = _bayesian_regression(num_samples=num_samples, seed=seed)
     elapsed = time.perf_counter() - start
     _section(f"done in {elapsed:.1f} s")
     return {
         "density_error": density_error,
         "posterior_mean_errors_in_se": errors,
         "divergences": divergences,
+        "regression_errors_in_se": regression,
         "seconds": elapsed,
     }
+
+
+def _bayesian_regression(*, num_samples: int, seed: int) -> list[float]:
+    _section("3. A Bayesian module: priors on an equinox Linear layer's weights")
+    noise, prior_scale = 0.3, 1.0
+    x = jax.random.normal(jax.random.key(seed + 2), (25, 2))
+    y = (
+        x @ jnp.array([0.8, -1.2])
+        + 0.5
+        + noise * jax.random.normal(jax.random.key(seed + 3), (25,))
+    )
+    linear = bayesian(
+        eqx.nn.Linear(2, 1, key=jax.random.key(seed)), dist.Normal(0.0, prior_scale)
+    )
+
+    def model(x, y):
+        layer = sample_module("linear", linear)  # sites named from pytree paths
+        numpyro.sample("y", dist.Normal(jax.vmap(layer)(x)[:, 0], noise), obs=y)
+
+    print(
+        "   linear = bayesian(eqx.nn.Linear(2, 1), Normal(0, 1)); "
+        "y ~ N(linear(x), 0.3^2)"
+    )
+    mcmc = MCMC(
+        NUTS(model), num_warmup=500, num_samples=num_samples, progress_bar=False
+    )
+    mcmc.run(jax.random.key(seed + 4), x, y)
+    samples = mcmc.get_samples()
+    print(f"   sample sites: {sorted(samples)}")
+    draws = np.concatenate(
+        [
+            np.asarray(samples["linear/weight"])[:, 0],
+            np.asarray(samples["linear/bias"]),
+        ],
+        axis=1,
+    )
+    features = np.concatenate([np.asarray(x), np.ones((25, 1))], axis=1)
+    precision = features.T @ features / noise**2 + np.eye(3) / prior_scale**2
+    covariance = np.linalg.inv(precision)
+    mean = covariance @ features.T @ np.asarray(y) / noise**2
+    ess = np.asarray(effective_sample_size(draws[None]))
+    print("   coefficient    NUTS mean  exact mean   NUTS sd  exact sd   |error|/MC se")
+    errors = []
+    for i, label in enumerate(["weight[0]", "weight[1]", "bias"]):
+        sd = np.sqrt(covariance[i, i])
+        error = abs(draws[:, i].mean() - mean[i]) / (sd / np.sqrt(ess[i]))
+        errors.append(float(error))
+        print(
+            f"   {label:12s}   {draws[:, i].mean():+9.4f}  {mean[i]:+9.4f}   "
+            f"{draws[:, i].std():8.4f}  {sd:8.4f}   {error:6.2f}"
+        )
+    return errors
