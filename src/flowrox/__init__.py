@@ -16,7 +16,10 @@ from ._bayes import sample_module as sample_module
 from .distributions import BijectionTransform as BijectionTransform
 from .distributions import Flow as Flow
 
-__version__ = importlib.metadata.version("flowrox")
+try:
+    __version__ = importlib.metadata.version("flowrox")
+except importlib.metadata.PackageNotFoundError:  # a source tree on sys.path
+    __version__ = "0+unknown"
 
 __all__ = [
     "BijectionTransform",
