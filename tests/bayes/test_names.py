@@ -1,6 +1,7 @@
 """Site names come from pytree paths: golden, stable across processes and edits."""
 
 import io
+import os
 import subprocess
 import sys
 import textwrap
@@ -78,7 +79,7 @@ def test_site_names_are_identical_across_processes_and_hash_seeds():
             capture_output=True,
             text=True,
             check=True,
-            env={"PYTHONHASHSEED": seed, "JAX_PLATFORMS": "cpu", "PATH": ""},
+            env={**os.environ, "PYTHONHASHSEED": seed},
         )
         outputs.append(result.stdout.split())
     assert outputs[0] == outputs[1] == GOLDEN_SITES

@@ -148,7 +148,7 @@ def test_traced_negative_scale_is_caught_at_run_time():
 
     assert np.isclose(log_det(2.0), np.log(2.0))
     with pytest.raises(Exception, match=r"scale must be positive"):
-        log_det(-2.0)
+        jax.block_until_ready(log_det(-2.0))
 
 
 @pytest.mark.parametrize(
@@ -162,4 +162,4 @@ def test_traced_negative_scale_is_caught_at_run_time():
 def test_values_outside_the_domain_raise_instead_of_nan(bijection, value, match):
     call = bijection.inverse if "inverse" in match else bijection.transform
     with pytest.raises(Exception, match=match):
-        jax.jit(lambda v: call(v))(jnp.array(value))
+        jax.block_until_ready(jax.jit(lambda v: call(v))(jnp.array(value)))
