@@ -199,3 +199,16 @@ def test_no_random_leaves_warns_and_outside_a_model_needs_a_key():
         )
     assert drawn.weight.shape == (2, 3)
     assert not jnp.allclose(drawn.weight, linear.weight)
+
+
+def test_sample_module_inside_a_data_plate_is_refused():
+    linear = flowrox.bayesian(
+        eqx.nn.Linear(2, 1, key=jax.random.key(0)), dist.Normal(0, 1)
+    )
+
+    def model():
+        with numpyro.plate("data", 3):
+            flowrox.sample_module("linear", linear)
+
+    with pytest.raises(ValueError, match=r"inside the plate\(s\) \['data'\]"):
+        handlers.trace(handlers.seed(model, 0)).get_trace()

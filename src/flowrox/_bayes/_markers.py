@@ -9,7 +9,13 @@ import jax
 import numpy as np
 from numpyro.distributions import Distribution
 
-from ._paths import LeafInfo, _is_marker, leaves_with_info, replace_leaves
+from ._paths import (
+    LeafInfo,
+    PyTree,
+    _is_marker,
+    leaves_with_info,
+    replace_leaves,
+)
 
 
 class AbstractPrior(eqx.Module):
@@ -101,11 +107,11 @@ def _selected_prefixes(module, where) -> list[tuple]:
 
 
 def bayesian(
-    module,
+    module: PyTree,
     prior: Distribution | AbstractPrior | Mapping | Callable,
     *,
     where: Callable | None = None,
-):
+) -> PyTree:
     """Declares priors on the leaves of any module (a bijection, network, flow).
 
     Each chosen leaf is replaced by a random marker holding its prior and its
@@ -167,7 +173,7 @@ def random_leaves(module) -> list[tuple[LeafInfo, RandomLeaf]]:
     return [(info, leaf) for info, leaf in leaves_with_info(module) if _is_marker(leaf)]
 
 
-def deterministic(module):
+def deterministic(module: PyTree) -> PyTree:
     """The module with every random marker replaced by the value it holds."""
     return replace_leaves(
         module, {info.path: marker.value for info, marker in random_leaves(module)}

@@ -1,7 +1,7 @@
 """Deterministic leaf paths, stacked-layer depth and buffer fields of a module."""
 
 import dataclasses
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import equinox as eqx
 import jax
@@ -9,8 +9,11 @@ from jax.tree_util import DictKey, FlattenedIndexKey, GetAttrKey, SequenceKey
 
 BUFFER_METADATA = "flowrox_buffer"
 
+#: Any pytree of equinox modules (or a `Flow`).
+PyTree = Any
 
-def buffer(**field_kwargs):
+
+def buffer(**field_kwargs: Any) -> Any:
     """Declares a field of an equinox module as a buffer: never trained, never random.
 
     The array leaves under a buffer field (a fixed mask, a permutation, a frozen

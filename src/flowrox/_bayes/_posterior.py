@@ -1,7 +1,7 @@
 """Starting inference at a module, and rebuilding modules from posterior samples."""
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import equinox as eqx
 import jax
@@ -9,11 +9,16 @@ import jax.numpy as jnp
 from numpyro.infer.initialization import init_to_median
 
 from ._markers import _is_marker, random_leaves
-from ._paths import leaves_with_info, replace_leaves
+from ._paths import PyTree, leaves_with_info, replace_leaves
 from ._sample import INFER_NAME, INFER_PATH
 
 
-def init_to_module(module, *, name: str | None = None, fallback=None):
+def init_to_module(
+    module: PyTree,
+    *,
+    name: str | None = None,
+    fallback: Callable | None = None,
+) -> functools.partial:
     """A NumPyro init strategy that starts at a module's current values.
 
     Sites registered by `sample_module` for a leaf of `module` start at that
@@ -99,7 +104,9 @@ def _find_name(module, samples: Mapping) -> str:
     )
 
 
-def posterior_modules(module, samples: Mapping, *, name: str | None = None):
+def posterior_modules(
+    module: PyTree, samples: Mapping, *, name: str | None = None
+) -> PyTree:
     """Rebuilds a module with a leading sample axis from posterior samples.
 
     Every random leaf takes its samples (`samples[f"{name}/{path}"]`, shape

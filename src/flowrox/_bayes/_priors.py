@@ -1,5 +1,7 @@
 """Priors for module leaves: isotropic, init-matched, heavy-tailed, shrinkage."""
 
+from collections.abc import Callable
+
 import jax
 import jax.numpy as jnp
 import numpyro
@@ -29,7 +31,9 @@ def student_t(df: float = 3.0, scale: float = 1.0) -> dist.Distribution:
     return dist.StudentT(df, 0.0, scale)
 
 
-def init_matched(*, centred_on_init: bool = False, zero_scale: float = 1e-2):
+def init_matched(
+    *, centred_on_init: bool = False, zero_scale: float = 1e-2
+) -> Callable[[str, jax.Array], dist.Distribution]:
     r"""A per-leaf Normal whose scale is the leaf's initialisation scale.
 
     For each leaf the scale is its root mean square, $\sqrt{\overline{w^2}}$: for
@@ -88,11 +92,15 @@ class Horseshoe(AbstractPrior):
         ...     eqx.nn.Linear(4, 2, key=jax.random.key(0)),
         ...     {"weight": flowrox.priors.Horseshoe(0.1)},
         ... )
-        >>> flowrox.sample_module("l", layer, rng_key=jax.random.key(1)).weight.shape
+        >>> drawn = flowrox.sample_module("l", layer, rng_key=jax.random.key(1))
+        >>> drawn.weight.shape
         (2, 4)
     """
 
-    global_scale: float = 1.0
+    global_scale: float
+
+    def __init__(self, global_scale: float = 1.0):
+        self.global_scale = global_scale
 
     def sample(self, site: str, shape: tuple[int, ...], n_stacked: int) -> jax.Array:
         n_event = len(shape) - n_stacked

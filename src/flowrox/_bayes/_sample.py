@@ -6,11 +6,12 @@ import warnings
 from collections.abc import Callable, Mapping
 
 import equinox as eqx
+import jax
 import numpyro
 from numpyro.distributions import constraints
 
 from ._markers import AbstractPrior, RandomLeaf, _is_marker, random_leaves
-from ._paths import LeafInfo, leaves_with_info, render_path, replace_leaves
+from ._paths import LeafInfo, PyTree, leaves_with_info, render_path, replace_leaves
 
 INFER_NAME = "flowrox_name"
 INFER_PATH = "flowrox_path"
@@ -93,7 +94,9 @@ def _stack_sizes(markers) -> dict:
     return sizes
 
 
-def sample_module(name: str, module, *, rng_key=None):
+def sample_module(
+    name: str, module: PyTree, *, rng_key: jax.Array | None = None
+) -> PyTree:
     """Registers one NumPyro sample site per random leaf and returns a concrete module.
 
     Call it once per module inside a NumPyro model or guide; the module it returns
@@ -155,6 +158,18 @@ def sample_module(name: str, module, *, rng_key=None):
             "handler, so there is no random key. Call it inside a model, or pass "
             "rng_key=jax.random.key(...) to draw from the priors."
         )
+    plates = [
+        handler.name
+        for handler in numpyro.primitives._PYRO_STACK
+        if isinstance(handler, numpyro.plate)
+    ]
+    if plates:
+        raise ValueError(
+            f"sample_module('{name}', ...) was called inside the plate(s) {plates}: "
+            "the module's weights would be drawn once per plate element (and "
+            "stacked-layer plates would clash with it). Call sample_module before "
+            "entering data plates and use the returned module inside them."
+        )
     # Checked for all sites before registering any of this call's own.
     for info, _ in markers:
         _check_unique(name, info, module)
@@ -178,11 +193,11 @@ def _constraint_for(constraint_spec, path: str):
 
 def param_module(
     name: str,
-    module,
+    module: PyTree,
     *,
     where: Callable | None = None,
     constraints: Mapping | Callable | None = None,
-):
+) -> PyTree:
     """Registers a module's trainable leaves as `numpyro.param` sites.
 
     Every inexact array leaf (not a buffer, not a random marker) becomes the site
@@ -214,8 +229,8 @@ def param_module(
         ...     flow = Flow(dist.Normal(0.0, 1.0), Affine(jnp.zeros(2)))
         ...     numpyro.sample("z", param_module("q", flow))
         >>> trace = numpyro.handlers.trace(numpyro.handlers.seed(guide, 0)).get_trace()
-        >>> [site for site in trace if site.startswith("q/")]
-        ['q/bijection.loc', 'q/bijection.log_scale']
+        >>> print(*[site for site in trace if site.startswith("q/")])
+        q/bijection.loc q/bijection.log_scale
     """
     from ._markers import _selected_prefixes
 
