@@ -1,0 +1,19 @@
+"""The docs pages' code blocks run, in order, as written."""
+
+import pathlib
+import re
+
+import pytest
+
+DOCS = pathlib.Path(__file__).parents[1] / "docs"
+
+
+@pytest.mark.parametrize("page", ["bayesian.md", "flows.md"])
+def test_docs_code_blocks_run(page, capsys):
+    text = (DOCS / page).read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
+    assert blocks, f"{page} has no python blocks"
+    namespace = {}
+    for block in blocks:
+        exec(compile(block, str(DOCS / page), "exec"), namespace)
+    capsys.readouterr()
