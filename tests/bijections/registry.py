@@ -18,6 +18,7 @@ from flowrox.bijections import (
     Invert,
     Permute,
     Power,
+    RationalQuadraticSpline,
     Reshape,
     Reverse,
     Scale,
@@ -57,6 +58,37 @@ def _affine_then_sinh_arcsinh(key, shape):
 
 def _case(bijection, x, condition=None):
     return bijection, x, condition
+
+
+def _spline(key, **options):
+    template = RationalQuadraticSpline(-2.0, 2.0, 5, shape=(3,), **options)
+    shape = template.identity_parameters().shape
+    return template.with_parameters(0.8 * jax.random.normal(key, shape))
+
+
+def _spline_cases():
+    def case(options, scale=3.0):
+        return lambda k: _case(_spline(k, **options), _normal(k, (3,), scale))
+
+    return {
+        "RationalQuadraticSpline": case({}),
+        "RationalQuadraticSpline-outside": case({}, scale=30.0),
+        "RationalQuadraticSpline-circular": lambda k: _case(
+            _spline(k, circular=True), jax.random.uniform(k, (3,), minval=-2, maxval=2)
+        ),
+        "RationalQuadraticSpline-circular-identity-slopes": lambda k: _case(
+            _spline(k, circular=True, identity_boundary_slopes=True),
+            jax.random.uniform(k, (3,), minval=-2, maxval=2),
+        ),
+        "RationalQuadraticSpline-identity-slopes": case(
+            {"identity_boundary_slopes": True}
+        ),
+        "RationalQuadraticSpline-learn-lower": case({"learn_lower_bound": True}),
+        "RationalQuadraticSpline-learn-upper": case({"learn_upper_bound": True}),
+        "RationalQuadraticSpline-learn-both": case(
+            {"learn_lower_bound": True, "learn_upper_bound": True}
+        ),
+    }
 
 
 def _elementwise_cases():
@@ -143,4 +175,4 @@ def _structure_cases():
     }
 
 
-REGISTRY = {**_elementwise_cases(), **_structure_cases()}
+REGISTRY = {**_elementwise_cases(), **_spline_cases(), **_structure_cases()}

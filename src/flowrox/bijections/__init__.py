@@ -20,6 +20,7 @@ from ._elementwise import SoftPlus as SoftPlus
 from ._elementwise import Tanh as Tanh
 from ._scan import Scan as Scan
 from ._scan import Vmap as Vmap
+from ._splines import RationalQuadraticSpline as RationalQuadraticSpline
 from ._structure import Permute as Permute
 from ._structure import Reshape as Reshape
 from ._structure import Reverse as Reverse
@@ -34,6 +35,7 @@ __all__ = [
     "Invert",
     "Permute",
     "Power",
+    "RationalQuadraticSpline",
     "Reshape",
     "Reverse",
     "Scale",

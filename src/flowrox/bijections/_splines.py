@@ -1,0 +1,335 @@
+"""Monotone rational-quadratic splines (Durkan et al. 2019), with circular splines."""
+
+import math
+from collections.abc import Sequence
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jax.typing import ArrayLike
+
+from .._bayes._paths import buffer
+from ._elementwise import AbstractElementwise
+from ._parameters import as_float_array, event_shape_of
+
+_LOG2 = math.log(2.0)
+
+
+def _positive_slopes(raw, min_slope):
+    # softplus(0) / log 2 = 1: zero parameters give unit slopes.
+    return min_slope + (1.0 - min_slope) * jax.nn.softplus(raw) / _LOG2
+
+
+def _bin_sizes(raw, min_bin_size):
+    n_bins = raw.shape[-1]
+    return min_bin_size + (1.0 - min_bin_size * n_bins) * jax.nn.softmax(raw, axis=-1)
+
+
+def _knots(sizes, start, end):
+    cumulative = jnp.concatenate([jnp.zeros((1,)), jnp.cumsum(sizes)])
+    knots = start + (end - start) * cumulative
+    # The last knot is exactly the bound, whatever the rounding of the cumsum.
+    return knots.at[-1].set(end)
+
+
+def _spline_forward(x, x_knots, y_knots, slopes):
+    """One feature: y and log dy/dx inside [x_knots[0], x_knots[-1]]."""
+    k = jnp.clip(
+        jnp.searchsorted(x_knots, x, side="right") - 1, 0, x_knots.shape[0] - 2
+    )
+    x_k, width = x_knots[k], x_knots[k + 1] - x_knots[k]
+    y_k, height = y_knots[k], y_knots[k + 1] - y_knots[k]
+    d_k, d_k1 = slopes[k], slopes[k + 1]
+    s = height / width
+    theta = jnp.clip((x - x_k) / width, 0.0, 1.0)
+    one_minus = 1.0 - theta
+    mixed = theta * one_minus
+    denominator = s + (d_k1 + d_k - 2.0 * s) * mixed
+    y = y_k + height * (s * theta**2 + d_k * mixed) / denominator
+    numerator = s**2 * (d_k1 * theta**2 + 2.0 * s * mixed + d_k * one_minus**2)
+    return y, jnp.log(numerator) - 2.0 * jnp.log(denominator)
+
+
+def _spline_inverse(y, x_knots, y_knots, slopes):
+    """One feature: x and log dx/dy inside [y_knots[0], y_knots[-1]]."""
+    k = jnp.clip(
+        jnp.searchsorted(y_knots, y, side="right") - 1, 0, y_knots.shape[0] - 2
+    )
+    x_k, width = x_knots[k], x_knots[k + 1] - x_knots[k]
+    y_k, height = y_knots[k], y_knots[k + 1] - y_knots[k]
+    d_k, d_k1 = slopes[k], slopes[k + 1]
+    s = height / width
+    offset = y - y_k
+    curvature = d_k1 + d_k - 2.0 * s
+    a = height * (s - d_k) + offset * curvature
+    b = height * d_k - offset * curvature
+    c = -s * offset
+    discriminant = jnp.maximum(b**2 - 4.0 * a * c, 0.0)
+    # The root of a theta^2 + b theta + c = 0 in [0, 1], in its stable form.
+    theta = jnp.clip(2.0 * c / (-b - jnp.sqrt(discriminant)), 0.0, 1.0)
+    x = x_k + theta * width
+    one_minus = 1.0 - theta
+    mixed = theta * one_minus
+    numerator = s**2 * (d_k1 * theta**2 + 2.0 * s * mixed + d_k * one_minus**2)
+    denominator = s + curvature * mixed
+    return x, 2.0 * jnp.log(denominator) - jnp.log(numerator)
+
+
+class RationalQuadraticSpline(AbstractElementwise):
+    r"""A monotone rational-quadratic spline per element (Durkan et al., 2019).
+
+    Feature $i$ maps $[x_0, x_f]$ onto $[y_0, y_f]$ through `n_bins` rational-
+    quadratic pieces whose knots and slopes are set by unconstrained parameters:
+    widths and heights through a softmax (each at least `min_bin_size` of the
+    interval), slopes through a scaled softplus (at least `min_slope`). Outside
+    the interval the map is linear with the boundary slopes, so values and
+    gradients are finite for any finite input. All-zero parameters give equal
+    bins and unit slopes: the identity when $x_0 = y_0$ and $x_f = y_f$.
+
+    Options (those of tfep's neural spline transformer):
+
+    - `circular=True`: periodic features with period $p = x_f - x_0$ (needs
+      $y_0 = x_0$, $y_f = x_f$); the last slope is tied to the first and a shift
+      $\phi$ is learned: $y = \mathrm{spline}((x - x_0 + \phi) \bmod p + x_0)$.
+      Inputs are wrapped into $[x_0, x_f)$; outputs lie in $[x_0, x_f)$.
+    - `identity_boundary_slopes=True`: the boundary slopes are fixed to 1, so
+      the tails continue the identity.
+    - `learn_lower_bound` / `learn_upper_bound`: one extra parameter $s$ scales
+      the interval about the fixed bound, $x_0' = x_f - (x_f - x_0) e^s$ (same
+      for $y$); with both, a second parameter $t$ shifts it:
+      $x_0' = x_0 + t$, $x_f' = x_0 + t + (x_f - x_0) e^s$.
+
+    Parameters have shape `(*shape, n_parameters_per_feature)`; per feature the
+    flat layout is `[widths (n_bins), heights (n_bins), slopes (n_slopes),
+    shift (circular only), log-scale (a learned bound), shift (both bounds)]`,
+    with `n_slopes` = `n_bins + 1`, minus 1 if circular, minus 2 (standard) or
+    1 (circular) with identity boundary slopes. A conditioner that produces
+    parameters uses `with_parameters`.
+
+    Args:
+        x0, xf: the input interval, broadcast to the event shape.
+        n_bins: the number of bins $K$.
+        y0, yf: the output interval (default: the input one).
+        shape: the event shape (default: the broadcast shape of the bounds).
+        parameters: unconstrained parameters (default: `identity_parameters`).
+        circular, identity_boundary_slopes, learn_lower_bound,
+            learn_upper_bound, min_bin_size, min_slope: see above.
+
+    Example:
+        >>> import jax
+        >>> import jax.numpy as jnp
+        >>> from flowrox.bijections import RationalQuadraticSpline
+        >>> spline = RationalQuadraticSpline(-3.0, 3.0, n_bins=8, shape=(2,))
+        >>> spline.n_parameters_per_feature
+        25
+        >>> x = jnp.array([0.5, 10.0])  # inside, and far out on the linear tail
+        >>> bool(jnp.allclose(spline.transform(x), x))
+        True
+        >>> parameters = jax.random.normal(jax.random.key(0), (2, 25))
+        >>> random = spline.with_parameters(parameters)
+        >>> bool(jnp.allclose(random.inverse(random.transform(x)), x, atol=1e-5))
+        True
+    """
+
+    parameters: jax.Array
+    x0: jax.Array = buffer()
+    xf: jax.Array = buffer()
+    y0: jax.Array = buffer()
+    yf: jax.Array = buffer()
+    n_bins: int = eqx.field(static=True)
+    circular: bool = eqx.field(static=True)
+    identity_boundary_slopes: bool = eqx.field(static=True)
+    learn_lower_bound: bool = eqx.field(static=True)
+    learn_upper_bound: bool = eqx.field(static=True)
+    min_bin_size: float = eqx.field(static=True)
+    min_slope: float = eqx.field(static=True)
+    shape: tuple[int, ...] = eqx.field(static=True)
+
+    def __init__(
+        self,
+        x0: ArrayLike,
+        xf: ArrayLike,
+        n_bins: int,
+        *,
+        y0: ArrayLike | None = None,
+        yf: ArrayLike | None = None,
+        shape: Sequence[int] | None = None,
+        parameters: ArrayLike | None = None,
+        circular: bool = False,
+        identity_boundary_slopes: bool = False,
+        learn_lower_bound: bool = False,
+        learn_upper_bound: bool = False,
+        min_bin_size: float = 1e-4,
+        min_slope: float = 1e-4,
+    ):
+        x0, xf = as_float_array(x0), as_float_array(xf)
+        y0 = x0 if y0 is None else as_float_array(y0)
+        yf = xf if yf is None else as_float_array(yf)
+        self.shape = event_shape_of("RationalQuadraticSpline", shape, x0, xf, y0, yf)
+        self.x0, self.xf, self.y0, self.yf = (
+            jnp.broadcast_to(v, self.shape) for v in (x0, xf, y0, yf)
+        )
+        self.n_bins = int(n_bins)
+        self.circular = bool(circular)
+        self.identity_boundary_slopes = bool(identity_boundary_slopes)
+        self.learn_lower_bound = bool(learn_lower_bound)
+        self.learn_upper_bound = bool(learn_upper_bound)
+        self.min_bin_size = float(min_bin_size)
+        self.min_slope = float(min_slope)
+        if self.n_bins < 1:
+            raise ValueError(
+                f"RationalQuadraticSpline: n_bins must be >= 1; got {n_bins}."
+            )
+        if self.min_bin_size * self.n_bins >= 1.0:
+            raise ValueError(
+                f"RationalQuadraticSpline: min_bin_size * n_bins must be < 1; got "
+                f"{self.min_bin_size} * {self.n_bins}."
+            )
+        if self.circular and (self.learn_lower_bound or self.learn_upper_bound):
+            raise ValueError(
+                "RationalQuadraticSpline: circular splines cannot learn their bounds; "
+                "pass learn_lower_bound=False and learn_upper_bound=False."
+            )
+        if parameters is None:
+            parameters = self.identity_parameters()
+        parameters = as_float_array(parameters)
+        expected = (*self.shape, self.n_parameters_per_feature)
+        if tuple(parameters.shape) != expected:
+            raise ValueError(
+                f"RationalQuadraticSpline expected parameters of shape {expected} "
+                f"(event shape + n_parameters_per_feature), got {parameters.shape}."
+            )
+        self.parameters = parameters
+
+    def __check_init__(self):
+        import numpy as np
+
+        concrete = not any(
+            isinstance(v, jax.core.Tracer) for v in (self.x0, self.xf, self.y0, self.yf)
+        )
+        if not concrete:
+            return
+        if np.any(np.asarray(self.xf) <= np.asarray(self.x0)) or np.any(
+            np.asarray(self.yf) <= np.asarray(self.y0)
+        ):
+            raise ValueError(
+                "RationalQuadraticSpline: each interval must have x0 < xf and y0 < yf."
+            )
+        if self.circular and not (
+            np.array_equal(np.asarray(self.x0), np.asarray(self.y0))
+            and np.array_equal(np.asarray(self.xf), np.asarray(self.yf))
+        ):
+            raise ValueError(
+                "RationalQuadraticSpline: a circular spline maps its period onto "
+                "itself; pass y0 = x0 and yf = xf (or leave them out)."
+            )
+
+    @property
+    def n_slopes(self) -> int:
+        n = self.n_bins + 1
+        if self.circular:
+            n -= 1
+        if self.identity_boundary_slopes:
+            n -= 1 if self.circular else 2
+        return n
+
+    @property
+    def n_parameters_per_feature(self) -> int:
+        """The length of the last axis of `parameters` (see the layout above)."""
+        n = 2 * self.n_bins + self.n_slopes
+        n += int(self.circular)
+        n += int(self.learn_lower_bound or self.learn_upper_bound)
+        n += int(self.learn_lower_bound and self.learn_upper_bound)
+        return n
+
+    def identity_parameters(self) -> jax.Array:
+        """All-zero parameters: equal bins, unit slopes, no shift, no rescaling."""
+        return jnp.zeros((*self.shape, self.n_parameters_per_feature))
+
+    def with_parameters(self, parameters: ArrayLike) -> "RationalQuadraticSpline":
+        """The same spline with other (e.g. conditioner-produced) parameters."""
+        parameters = jnp.asarray(parameters)
+        expected = (*self.shape, self.n_parameters_per_feature)
+        if tuple(parameters.shape) != expected:
+            raise ValueError(
+                f"RationalQuadraticSpline.with_parameters expected shape {expected}, "
+                f"got {parameters.shape}."
+            )
+        return eqx.tree_at(lambda s: s.parameters, self, parameters)
+
+    def _features(self):
+        """Per feature: x knots, y knots and slopes, each (n_features, K + 1)."""
+        n_bins = self.n_bins
+        flat = self.parameters.reshape(-1, self.n_parameters_per_feature)
+        bounds = [v.reshape(-1) for v in (self.x0, self.xf, self.y0, self.yf)]
+        x0, xf, y0, yf = bounds
+        index = 2 * n_bins + self.n_slopes + int(self.circular)
+        if self.learn_lower_bound or self.learn_upper_bound:
+            scale = jnp.exp(flat[:, index])
+            if self.learn_lower_bound and self.learn_upper_bound:
+                shift = flat[:, index + 1]
+                x0, xf = x0 + shift, x0 + shift + (xf - x0) * scale
+                y0, yf = y0 + shift, y0 + shift + (yf - y0) * scale
+            elif self.learn_lower_bound:
+                x0, y0 = xf - (xf - x0) * scale, yf - (yf - y0) * scale
+            else:
+                xf, yf = x0 + (xf - x0) * scale, y0 + (yf - y0) * scale
+        widths = _bin_sizes(flat[:, :n_bins], self.min_bin_size)
+        heights = _bin_sizes(flat[:, n_bins : 2 * n_bins], self.min_bin_size)
+        x_knots = jax.vmap(_knots)(widths, x0, xf)
+        y_knots = jax.vmap(_knots)(heights, y0, yf)
+        raw = _positive_slopes(
+            flat[:, 2 * n_bins : 2 * n_bins + self.n_slopes], self.min_slope
+        )
+        ones = jnp.ones((raw.shape[0], 1), raw.dtype)
+        if self.circular:
+            interior = raw[:, 1:] if not self.identity_boundary_slopes else raw
+            first = ones if self.identity_boundary_slopes else raw[:, :1]
+            slopes = jnp.concatenate([first, interior, first], axis=1)
+        elif self.identity_boundary_slopes:
+            slopes = jnp.concatenate([ones, raw, ones], axis=1)
+        else:
+            slopes = raw
+        return x_knots, y_knots, slopes, flat
+
+    def _shift(self, flat):
+        return flat[:, 2 * self.n_bins + self.n_slopes]
+
+    def forward_elementwise(self, x):
+        x_knots, y_knots, slopes, flat = self._features()
+        flat_x = x.reshape(-1)
+        lower, upper = x_knots[:, 0], x_knots[:, -1]
+        if self.circular:
+            period = upper - lower
+            flat_x = jnp.mod(flat_x - lower + self._shift(flat), period) + lower
+        inside = (flat_x >= lower) & (flat_x <= upper)
+        clipped = jnp.clip(flat_x, lower, upper)
+        y_in, log_in = jax.vmap(_spline_forward)(clipped, x_knots, y_knots, slopes)
+        below = y_knots[:, 0] + slopes[:, 0] * (flat_x - lower)
+        above = y_knots[:, -1] + slopes[:, -1] * (flat_x - upper)
+        y = jnp.where(inside, y_in, jnp.where(flat_x < lower, below, above))
+        log_tail = jnp.log(jnp.where(flat_x < lower, slopes[:, 0], slopes[:, -1]))
+        log_derivative = jnp.where(inside, log_in, log_tail)
+        return y.reshape(x.shape), log_derivative.reshape(x.shape)
+
+    def inverse_elementwise(self, y):
+        x_knots, y_knots, slopes, flat = self._features()
+        flat_y = y.reshape(-1)
+        lower, upper = y_knots[:, 0], y_knots[:, -1]
+        if self.circular:
+            flat_y = jnp.mod(flat_y - lower, upper - lower) + lower
+        inside = (flat_y >= lower) & (flat_y <= upper)
+        clipped = jnp.clip(flat_y, lower, upper)
+        x_in, log_in = jax.vmap(_spline_inverse)(clipped, x_knots, y_knots, slopes)
+        below = x_knots[:, 0] + (flat_y - lower) / slopes[:, 0]
+        above = x_knots[:, -1] + (flat_y - upper) / slopes[:, -1]
+        x = jnp.where(inside, x_in, jnp.where(flat_y < lower, below, above))
+        log_tail = -jnp.log(jnp.where(flat_y < lower, slopes[:, 0], slopes[:, -1]))
+        log_derivative = jnp.where(inside, log_in, log_tail)
+        if self.circular:
+            x_lower = x_knots[:, 0]
+            x = (
+                jnp.mod(x - x_lower - self._shift(flat), x_knots[:, -1] - x_lower)
+                + x_lower
+            )
+        return x.reshape(y.shape), log_derivative.reshape(y.shape)
