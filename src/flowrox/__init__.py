@@ -5,6 +5,7 @@ import importlib.metadata
 from . import bijections as bijections
 from . import distributions as distributions
 from . import priors as priors
+from . import train as train
 from ._bayes import RandomLeaf as RandomLeaf
 from ._bayes import bayesian as bayesian
 from ._bayes import buffer as buffer
@@ -35,4 +36,5 @@ __all__ = [
     "posterior_modules",
     "priors",
     "sample_module",
+    "train",
 ]
