@@ -35,7 +35,9 @@ def _knots(sizes, start, end):
 def _spline_forward(x, x_knots, y_knots, slopes):
     """One feature: y and log dy/dx inside [x_knots[0], x_knots[-1]]."""
     k = jnp.clip(
-        jnp.searchsorted(x_knots, x, side="right") - 1, 0, x_knots.shape[0] - 2
+        jnp.searchsorted(x_knots, x, side="right", method="compare_all") - 1,
+        0,
+        x_knots.shape[0] - 2,
     )
     x_k, width = x_knots[k], x_knots[k + 1] - x_knots[k]
     y_k, height = y_knots[k], y_knots[k + 1] - y_knots[k]
@@ -53,7 +55,9 @@ def _spline_forward(x, x_knots, y_knots, slopes):
 def _spline_inverse(y, x_knots, y_knots, slopes):
     """One feature: x and log dx/dy inside [y_knots[0], y_knots[-1]]."""
     k = jnp.clip(
-        jnp.searchsorted(y_knots, y, side="right") - 1, 0, y_knots.shape[0] - 2
+        jnp.searchsorted(y_knots, y, side="right", method="compare_all") - 1,
+        0,
+        y_knots.shape[0] - 2,
     )
     x_k, width = x_knots[k], x_knots[k + 1] - x_knots[k]
     y_k, height = y_knots[k], y_knots[k + 1] - y_knots[k]
