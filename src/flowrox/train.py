@@ -66,9 +66,9 @@ def _log_prob(flow: Flow, x, condition):
 def fit_to_data(
     key: jax.Array,
     flow: Flow,
-    data,
+    data: jax.typing.ArrayLike,
     *,
-    condition=None,
+    condition: jax.typing.ArrayLike | None = None,
     optimizer: optax.GradientTransformation | None = None,
     learning_rate: float = 1e-3,
     steps: int | None = None,

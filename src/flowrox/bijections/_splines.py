@@ -111,13 +111,19 @@ class RationalQuadraticSpline(AbstractElementwise):
     parameters uses `with_parameters`.
 
     Args:
-        x0, xf: the input interval, broadcast to the event shape.
+        x0: the lower end of the input interval, broadcast to the event shape.
+        xf: the upper end of the input interval.
         n_bins: the number of bins $K$.
-        y0, yf: the output interval (default: the input one).
+        y0: the lower end of the output interval (default: `x0`).
+        yf: the upper end of the output interval (default: `xf`).
         shape: the event shape (default: the broadcast shape of the bounds).
         parameters: unconstrained parameters (default: `identity_parameters`).
-        circular, identity_boundary_slopes, learn_lower_bound,
-            learn_upper_bound, min_bin_size, min_slope: see above.
+        circular: periodic features (see above).
+        identity_boundary_slopes: fix the boundary slopes to 1.
+        learn_lower_bound: learn the lower end of the interval.
+        learn_upper_bound: learn the upper end of the interval.
+        min_bin_size: the smallest bin, as a fraction of the interval.
+        min_slope: the smallest slope at a knot.
 
     Example:
         >>> import jax
