@@ -30,6 +30,8 @@ from flowrox.bijections import (
     Tanh,
     Vmap,
 )
+from tests.bijections.registry_analytic import ANALYTIC_CASES
+from tests.bijections.registry_radial import RADIAL_CASES
 from tests.helpers import ConditionalAffine
 
 
@@ -175,4 +177,10 @@ def _structure_cases():
     }
 
 
-REGISTRY = {**_elementwise_cases(), **_spline_cases(), **_structure_cases()}
+REGISTRY = {
+    **_elementwise_cases(),
+    **_spline_cases(),
+    **_structure_cases(),
+    **ANALYTIC_CASES,
+    **RADIAL_CASES,
+}

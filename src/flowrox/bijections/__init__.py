@@ -4,6 +4,9 @@ Every bijection acts on one unbatched event of its `shape` and returns the
 output with the scalar log|det| of its Jacobian. See `AbstractBijection`.
 """
 
+from ._analytic import CubicConjugation as CubicConjugation
+from ._analytic import CubicRational as CubicRational
+from ._analytic import SinhConjugation as SinhConjugation
 from ._base import AbstractBijection as AbstractBijection
 from ._chain import Chain as Chain
 from ._chain import Invert as Invert
@@ -18,6 +21,12 @@ from ._elementwise import Sigmoid as Sigmoid
 from ._elementwise import SinhArcsinh as SinhArcsinh
 from ._elementwise import SoftPlus as SoftPlus
 from ._elementwise import Tanh as Tanh
+from ._numerical_inverse import NumericalInverse as NumericalInverse
+from ._radial import Planar as Planar
+from ._radial import Radial as Radial
+from ._radial import RadialConditional as RadialConditional
+from ._radial import RayTransform as RayTransform
+from ._radial import angle_fourier_features as angle_fourier_features
 from ._scan import Scan as Scan
 from ._scan import Vmap as Vmap
 from ._splines import RationalQuadraticSpline as RationalQuadraticSpline
@@ -30,12 +39,19 @@ __all__ = [
     "AbstractElementwise",
     "Affine",
     "Chain",
+    "CubicConjugation",
+    "CubicRational",
     "Exp",
     "Identity",
     "Invert",
+    "NumericalInverse",
     "Permute",
+    "Planar",
     "Power",
+    "Radial",
+    "RadialConditional",
     "RationalQuadraticSpline",
+    "RayTransform",
     "Reshape",
     "Reverse",
     "Scale",
@@ -43,7 +59,9 @@ __all__ = [
     "Shift",
     "Sigmoid",
     "SinhArcsinh",
+    "SinhConjugation",
     "SoftPlus",
     "Tanh",
     "Vmap",
+    "angle_fourier_features",
 ]

@@ -1,0 +1,779 @@
+r"""Radial bijections: maps along rays from a centre, and Rezende & Mohamed's flows.
+
+`RayTransform` and `RadialConditional` move every point along the ray from a
+trainable centre $c$ through it, changing only its distance from $c$:
+
+$$y = c + \rho(r)\,\frac{x - c}{r}, \qquad r = |x - c|,$$
+
+with an increasing radius map $\rho$ of $[0, \infty)$ onto itself. In polar
+coordinates around $c$ the map is $(r, u) \mapsto (\rho(r), u)$, so
+
+$$\log|\det \partial y/\partial x| = \log \rho'(r) + (d - 1)\log\frac{\rho(r)}{r}.$$
+
+The radius map is built from any increasing scalar bijection $g$ of the real
+line (any flowrox bijection of shape `()`), conjugated by the softplus, which
+maps the real line onto $(0, \infty)$:
+
+$$\rho(r) = \operatorname{softplus}\big(g(\operatorname{softplus}^{-1}(r))\big).$$
+
+So $\rho$ is an increasing bijection of $(0, \infty)$ whatever $g$ is, its
+inverse is $\operatorname{softplus} \circ g^{-1} \circ \operatorname{softplus}^{-1}$
+(closed form whenever $g^{-1}$ is), $g = $ identity gives $\rho = $ identity,
+and far from the centre ($\operatorname{softplus}^{-1}(r) \approx r$) the radius
+follows $g$ itself. Near the centre $\rho(r) \approx \exp(g(\log r))$.
+
+`Planar` and `Radial` are the planar and radial flows of Rezende & Mohamed
+(2015), "Variational inference with normalizing flows".
+"""
+
+from collections.abc import Callable
+from typing import ClassVar
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
+from jax.typing import ArrayLike
+
+from ._base import AbstractBijection
+from ._parameters import as_float_array, log_of_positive
+
+# ---------------------------------------------------------------------------
+# Shared numerics
+# ---------------------------------------------------------------------------
+
+
+def _safe_norm(z: jax.Array) -> jax.Array:
+    """|z|, with a zero (not NaN) gradient at z = 0."""
+    squared = jnp.sum(z**2)
+    positive = squared > 0
+    return jnp.where(positive, jnp.sqrt(jnp.where(positive, squared, 1.0)), 0.0)
+
+
+def _safe_direction(z: jax.Array, norm: jax.Array) -> jax.Array:
+    """z / |z|, and the zero vector (with zero gradient) at z = 0."""
+    positive = norm > 0
+    return jnp.where(positive, z / jnp.where(positive, norm, 1.0), 0.0)
+
+
+def _softplus_inverse(y: jax.Array) -> jax.Array:
+    # log(e^y - 1), accurate for tiny and for large y > 0.
+    return y + jnp.log(-jnp.expm1(-y))
+
+
+def _log_softplus(z: jax.Array) -> jax.Array:
+    """log(softplus(z)); below -30, softplus(z) = e^z to rounding, so it is z."""
+    small = z < -30.0
+    return jnp.where(small, z, jnp.log(jax.nn.softplus(jnp.where(small, 0.0, z))))
+
+
+def _check_scalar_bijection(owner: str, bijection) -> None:
+    if not isinstance(bijection, AbstractBijection):
+        raise TypeError(
+            f"{owner} expected a flowrox bijection as scalar_bijection, got "
+            f"{type(bijection).__name__}."
+        )
+    if tuple(bijection.shape) != () or bijection.cond_shape is not None:
+        raise ValueError(
+            f"{owner} expected an unconditional scalar bijection (shape (), "
+            f"cond_shape None) for the radius; got shape {tuple(bijection.shape)} "
+            f"and cond_shape {bijection.cond_shape}. Build it with shape (), e.g. "
+            "SinhArcsinh(0.0, 1.0), or a Scan of stacked scalar layers."
+        )
+
+
+def _vector_parameter(owner: str, name: str, value, dim: int) -> jax.Array:
+    value = jnp.zeros(dim) if value is None else as_float_array(value)
+    if jnp.ndim(value) > 1 or jnp.shape(value) not in ((), (1,), (dim,)):
+        raise ValueError(
+            f"{owner}: {name} must be a scalar or have shape ({dim},); got shape "
+            f"{jnp.shape(value)}."
+        )
+    return jnp.broadcast_to(value, (dim,))
+
+
+def _check_dim(owner: str, dim) -> int:
+    dim = int(dim)
+    if dim < 1:
+        raise ValueError(f"{owner}: dim must be >= 1; got {dim}.")
+    return dim
+
+
+def _radius_forward(scalar_bijection: AbstractBijection, radius: jax.Array):
+    r"""$\rho(r)$, $\log\rho(r)$ and $\log\rho'(r)$ for $r > 0$."""
+    s = _softplus_inverse(radius)
+    t, log_derivative_g = scalar_bijection.transform_and_log_det(s)
+    # d softplus(t)/dt = sigmoid(t), and log sigmoid(t) = -softplus(-t).
+    log_derivative = log_derivative_g - jax.nn.softplus(-t) + jax.nn.softplus(-s)
+    return jax.nn.softplus(t), _log_softplus(t), log_derivative
+
+
+def _radius_inverse(scalar_bijection: AbstractBijection, radius: jax.Array):
+    r"""$r = \rho^{-1}(\varrho)$, $\log r$ and $\log dr/d\varrho$ for $\varrho > 0$."""
+    t = _softplus_inverse(radius)
+    s, log_derivative_g = scalar_bijection.inverse_and_log_det(t)
+    log_derivative = log_derivative_g - jax.nn.softplus(-s) + jax.nn.softplus(-t)
+    return jax.nn.softplus(s), _log_softplus(s), log_derivative
+
+
+def _along_rays(radius_map, offset: jax.Array, radius: jax.Array, dim: int):
+    """Applies a radius map to `offset = value - centre`, whose (scaled) norm is
+    `radius`; returns the new offset and the log-det.
+
+    At the centre itself the output is the centre and the log-det is the one at
+    the smallest normal radius, so both stay finite.
+    """
+    tiny = jnp.finfo(offset.dtype).tiny
+    evaluated = jnp.maximum(radius, tiny)
+    new_radius, log_new_radius, log_derivative = radius_map(evaluated)
+    ratio = jnp.where(radius > 0, new_radius / evaluated, 0.0)
+    log_det = log_derivative + (dim - 1) * (log_new_radius - jnp.log(evaluated))
+    return ratio * offset, log_det
+
+
+# ---------------------------------------------------------------------------
+# RayTransform
+# ---------------------------------------------------------------------------
+
+
+class RayTransform(AbstractBijection):
+    r"""Moves points along the rays from a centre with a scalar bijection of the radius.
+
+    With $r = |x - c|$ and the radius map
+    $\rho = \operatorname{softplus} \circ g \circ \operatorname{softplus}^{-1}$
+    built from the scalar bijection $g$ (see the module docstring),
+
+    $$y = c + \rho(r)\,\frac{x - c}{r},\qquad
+    \log|\det J| = \log g'(s) + \log\sigma(g(s)) - \log\sigma(s)
+    + (d - 1)\log\frac{\rho(r)}{r},$$
+
+    where $s = \operatorname{softplus}^{-1}(r)$ and $\sigma$ is the logistic
+    function. Rays from $c$ map onto themselves, with the same direction. Any
+    increasing bijection $g$ of the real line works (`Affine`, `SinhArcsinh`, a
+    `Chain` or a `Scan` of stacked scalar layers); a decreasing $g$ (none in
+    flowrox) would not. The inverse is closed form when $g$'s is. The centre maps
+    to itself, with a finite log-det (the one at the smallest normal radius).
+
+    A fresh layer is the identity when $g$ is (to rounding); the centre starts at
+    the origin unless given, and is trainable.
+
+    Args:
+        scalar_bijection: $g$, an unconditional flowrox bijection of shape `()`.
+        dim: the dimension $d$ of the event, of shape `(dim,)`.
+        center: the centre $c$, shape `(dim,)` or a scalar (default zeros).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from flowrox.bijections import Affine
+        >>> from flowrox.bijections._radial import RayTransform
+        >>> layer = RayTransform(Affine(0.5, 2.0), dim=2, center=jnp.array([1.0, 0.0]))
+        >>> x = jnp.array([4.0, 4.0])  # 5 from the centre, direction (0.6, 0.8)
+        >>> y = layer.transform(x)
+        >>> direction = (y - layer.center) / jnp.linalg.norm(y - layer.center)
+        >>> [round(value, 4) for value in direction.tolist()]
+        [0.6, 0.8]
+        >>> bool(jnp.allclose(layer.inverse(y), x))
+        True
+    """
+
+    scalar_bijection: AbstractBijection
+    center: jax.Array
+    shape: tuple[int, ...] = eqx.field(static=True)
+    cond_shape: ClassVar[None] = None
+
+    def __init__(
+        self,
+        scalar_bijection: AbstractBijection,
+        *,
+        dim: int,
+        center: ArrayLike | None = None,
+    ):
+        _check_scalar_bijection("RayTransform", scalar_bijection)
+        dim = _check_dim("RayTransform", dim)
+        self.scalar_bijection = scalar_bijection
+        self.center = _vector_parameter("RayTransform", "center", center, dim)
+        self.shape = (dim,)
+
+    def transform_and_log_det(self, x, condition=None):
+        del condition
+        offset = x - self.center
+
+        def radius_map(radius):
+            return _radius_forward(self.scalar_bijection, radius)
+
+        offset, log_det = _along_rays(radius_map, offset, _safe_norm(offset), x.size)
+        return self.center + offset, log_det
+
+    def inverse_and_log_det(self, y, condition=None):
+        del condition
+        offset = y - self.center
+
+        def radius_map(radius):
+            return _radius_inverse(self.scalar_bijection, radius)
+
+        offset, log_det = _along_rays(radius_map, offset, _safe_norm(offset), y.size)
+        return self.center + offset, log_det
+
+
+# ---------------------------------------------------------------------------
+# RadialConditional
+# ---------------------------------------------------------------------------
+
+
+def angle_fourier_features(direction: ArrayLike, n_frequencies: int) -> jax.Array:
+    r"""Fourier features of the angle of a 2-D direction.
+
+    For $u = (\cos\theta, \sin\theta)$ returns
+    $[\cos k\theta / k]_{k=1}^{K}$ followed by $[\sin k\theta / k]_{k=1}^{K}$
+    ($2K$ features); dividing by $k$ makes the higher harmonics start smaller,
+    a smoothness prior on functions of the angle. They are computed as the
+    powers $(u_0 + i u_1)^k$, a polynomial in $u$, so the features and their
+    gradients are finite everywhere (all zero at $u = 0$).
+
+    Args:
+        direction: a unit vector of shape `(2,)`.
+        n_frequencies: $K \ge 1$.
+
+    Returns:
+        An array of shape `(2 * n_frequencies,)`.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from flowrox.bijections._radial import angle_fourier_features
+        >>> features = angle_fourier_features(jnp.array([0.0, 1.0]), 2)
+        >>> [round(value, 4) for value in features.tolist()]
+        [0.0, -0.5, 1.0, 0.0]
+    """
+    direction = jnp.asarray(direction)
+    if direction.shape != (2,):
+        raise ValueError(
+            "angle_fourier_features expected a 2-D direction of shape (2,), got "
+            f"shape {direction.shape}. Angle features exist in 2-D only; in other "
+            "dimensions give the network the direction itself."
+        )
+    cos_1, sin_1 = direction[0], direction[1]
+    cos_k, sin_k = cos_1, sin_1
+    cosines, sines = [], []
+    for k in range(1, int(n_frequencies) + 1):
+        cosines.append(cos_k / k)
+        sines.append(sin_k / k)
+        cos_k, sin_k = cos_k * cos_1 - sin_k * sin_1, sin_k * cos_1 + cos_k * sin_1
+    return jnp.stack(cosines + sines)
+
+
+def _is_linear(node) -> bool:
+    return isinstance(node, eqx.nn.Linear)
+
+
+def _last_linear(network):
+    linears = [n for n in jax.tree.leaves(network, is_leaf=_is_linear) if _is_linear(n)]
+    return linears[-1] if linears else None
+
+
+def _zero_last_linear(network):
+    """The network with the weight and bias of its last `eqx.nn.Linear` zeroed."""
+    if _last_linear(network) is None:
+        raise ValueError(
+            "RadialConditional(zero_init=True) zeroes the last eqx.nn.Linear of the "
+            f"network so that the layer starts as its template, but the "
+            f"{type(network).__name__} holds none. Make the network's output zero "
+            "at initialisation yourself and pass zero_init=False."
+        )
+
+    def where(tree):
+        last = _last_linear(tree)
+        return (last.weight,) if last.bias is None else (last.weight, last.bias)
+
+    return eqx.tree_at(where, network, replace_fn=jnp.zeros_like)
+
+
+class RadialConditional(AbstractBijection):
+    r"""A ray transform whose radius map depends on the direction.
+
+    With centre $c$, per-dimension scale $s = e^{\text{log\_scale}}$, the scaled
+    offset $z = (x - c)/s$, its radius $r = |z|$ and direction $u = z/r$,
+
+    $$y = c + \rho_{\theta(u)}(r)\,\frac{x - c}{r},\qquad
+    \theta(u) = \theta_0 + \text{network}(\phi(u)),$$
+
+    where $\rho_\theta$ is the radius map of `RayTransform` built from the
+    scalar bijection with parameters $\theta$. The `scalar_bijection` is a
+    template: $\theta_0$ is the flat vector of its inexact array leaves, in the
+    order of `jax.flatten_util.ravel_pytree(eqx.filter(template,
+    eqx.is_inexact_array))`, and the network adds to it one value per entry.
+    $\phi(u)$ is $u$ itself, or, in 2-D with `n_frequencies=K`,
+    `angle_fourier_features(u, K)`. Use `RadialConditional.network_sizes` for the
+    input and output sizes the network needs.
+
+    The direction $u$ is unchanged by the map, so the inverse is closed form
+    given $g^{-1}$: read $u$ off $y$, rebuild $\rho_{\theta(u)}$, invert the
+    radius. In polar coordinates the Jacobian is triangular, and
+    $\log|\det J| = \log\rho'_{\theta(u)}(r) + (d - 1)\log(\rho_{\theta(u)}(r)/r)$.
+
+    With `zero_init=True` (the default) the weight and bias of the network's last
+    `eqx.nn.Linear` are set to zero, so a fresh layer is exactly its template's
+    `RayTransform` in the scaled coordinates $z$ (the identity if the template
+    is). The network's array leaves
+    are the field `network` (e.g. `layer.network.layers[0].weight`); its other
+    parts (activation functions) are held as static data in `network_static`.
+
+    Args:
+        scalar_bijection: the template, an unconditional bijection of shape `()`.
+        network: a callable module mapping $\phi(u)$ to a vector of the template's
+            parameter count, e.g. an `eqx.nn.MLP`.
+        dim: the dimension $d$ of the event, of shape `(dim,)`.
+        center: the centre $c$ (default zeros).
+        log_scale: $\log s$, shape `(dim,)` or a scalar (default zeros).
+        n_frequencies: feed the network angle Fourier features (2-D only).
+        zero_init: zero the network's last linear layer.
+
+    Example:
+        >>> import equinox as eqx
+        >>> import jax
+        >>> import jax.numpy as jnp
+        >>> from flowrox.bijections import Affine, Scan, SinhArcsinh
+        >>> from flowrox.bijections._radial import RadialConditional, RayTransform
+        >>> keys = jax.random.split(jax.random.key(0), 4)
+        >>> template = Scan(
+        ...     eqx.filter_vmap(lambda k: SinhArcsinh(jax.random.normal(k), 1.2))(keys)
+        ... )
+        >>> in_size, out_size = RadialConditional.network_sizes(
+        ...     template, dim=2, n_frequencies=3
+        ... )
+        >>> in_size, out_size
+        (6, 8)
+        >>> network = eqx.nn.MLP(in_size, out_size, 16, 1, key=jax.random.key(1))
+        >>> layer = RadialConditional(template, network, dim=2, n_frequencies=3)
+        >>> x = jnp.array([0.3, -1.2])
+        >>> y, log_det = layer.transform_and_log_det(x)
+        >>> reference = RayTransform(template, dim=2)
+        >>> y_reference, log_det_reference = reference.transform_and_log_det(x)
+        >>> bool(jnp.allclose(y, y_reference)), bool(
+        ...     jnp.allclose(log_det, log_det_reference)
+        ... )
+        (True, True)
+        >>> bool(jnp.allclose(layer.inverse(y), x, atol=1e-5))
+        True
+    """
+
+    scalar_bijection: AbstractBijection
+    network: eqx.Module
+    network_static: eqx.Module = eqx.field(static=True)
+    center: jax.Array
+    log_scale: jax.Array
+    n_frequencies: int | None = eqx.field(static=True)
+    shape: tuple[int, ...] = eqx.field(static=True)
+    cond_shape: ClassVar[None] = None
+
+    def __init__(
+        self,
+        scalar_bijection: AbstractBijection,
+        network: Callable,
+        *,
+        dim: int,
+        center: ArrayLike | None = None,
+        log_scale: ArrayLike | None = None,
+        n_frequencies: int | None = None,
+        zero_init: bool = True,
+    ):
+        _check_scalar_bijection("RadialConditional", scalar_bijection)
+        dim = _check_dim("RadialConditional", dim)
+        in_size, out_size = RadialConditional.network_sizes(
+            scalar_bijection, dim=dim, n_frequencies=n_frequencies
+        )
+        features = jax.ShapeDtypeStruct((in_size,), jnp.result_type(float))
+        try:
+            output = eqx.filter_eval_shape(network, features)
+        except Exception as error:
+            raise ValueError(
+                f"RadialConditional: the network could not be called on features of "
+                f"shape ({in_size},) ({error}). Build it for in_size={in_size}, e.g. "
+                f"eqx.nn.MLP({in_size}, {out_size}, width, depth, key=key)."
+            ) from error
+        if tuple(getattr(output, "shape", ())) != (out_size,):
+            raise ValueError(
+                "RadialConditional: the network must output one value per inexact "
+                f"parameter of the template, shape ({out_size},); it outputs shape "
+                f"{tuple(getattr(output, 'shape', ()))}. Build it with "
+                f"out_size={out_size}."
+            )
+        self.scalar_bijection = scalar_bijection
+        network = _zero_last_linear(network) if zero_init else network
+        # The network's callables (activations) live in a static field, so that
+        # the layer's leaves are arrays only and plain `jax.jit` accepts it.
+        self.network, self.network_static = eqx.partition(network, eqx.is_array)
+        self.center = _vector_parameter("RadialConditional", "center", center, dim)
+        self.log_scale = _vector_parameter(
+            "RadialConditional", "log_scale", log_scale, dim
+        )
+        self.n_frequencies = None if n_frequencies is None else int(n_frequencies)
+        self.shape = (dim,)
+
+    @staticmethod
+    def network_sizes(
+        scalar_bijection: AbstractBijection,
+        *,
+        dim: int,
+        n_frequencies: int | None = None,
+    ) -> tuple[int, int]:
+        """The `(in_size, out_size)` of the network for a template.
+
+        Args:
+            scalar_bijection: the template scalar bijection.
+            dim: the event dimension.
+            n_frequencies: the number of angle frequencies, or None.
+
+        Returns:
+            `in_size` (`dim`, or `2 * n_frequencies`) and `out_size` (the number
+            of entries in the template's inexact array leaves).
+        """
+        if n_frequencies is not None:
+            if int(dim) != 2:
+                raise ValueError(
+                    "RadialConditional: n_frequencies (angle features) needs dim=2; "
+                    f"got dim={dim}. Leave n_frequencies=None to feed the direction."
+                )
+            if int(n_frequencies) < 1:
+                raise ValueError(
+                    f"RadialConditional: n_frequencies must be >= 1; got "
+                    f"{n_frequencies}."
+                )
+        in_size = int(dim) if n_frequencies is None else 2 * int(n_frequencies)
+        leaves = jax.tree.leaves(eqx.filter(scalar_bijection, eqx.is_inexact_array))
+        return in_size, sum(int(jnp.size(leaf)) for leaf in leaves)
+
+    def _radius_bijection(self, direction: jax.Array) -> AbstractBijection:
+        """The template with its parameters moved by the network at `direction`."""
+        if self.n_frequencies is None:
+            features = direction
+        else:
+            features = angle_fourier_features(direction, self.n_frequencies)
+        parameters, static = eqx.partition(self.scalar_bijection, eqx.is_inexact_array)
+        flat, unravel = ravel_pytree(parameters)
+        network = eqx.combine(self.network, self.network_static)
+        flat = flat + network(features.astype(flat.dtype)).astype(flat.dtype)
+        return eqx.combine(unravel(flat), static)
+
+    def _run(self, value, inverse: bool):
+        offset = value - self.center
+        scaled = offset * jnp.exp(-self.log_scale)
+        radius = _safe_norm(scaled)
+        bijection = self._radius_bijection(_safe_direction(scaled, radius))
+        radius_of = _radius_inverse if inverse else _radius_forward
+
+        def radius_map(radius):
+            return radius_of(bijection, radius)
+
+        offset, log_det = _along_rays(radius_map, offset, radius, value.size)
+        return self.center + offset, log_det
+
+    def transform_and_log_det(self, x, condition=None):
+        del condition
+        return self._run(x, inverse=False)
+
+    def inverse_and_log_det(self, y, condition=None):
+        del condition
+        return self._run(y, inverse=True)
+
+
+# ---------------------------------------------------------------------------
+# Planar
+# ---------------------------------------------------------------------------
+
+
+def _sech_squared(a: jax.Array) -> jax.Array:
+    # 4 e^{-2|a|} / (1 + e^{-2|a|})^2: no overflow of cosh, finite gradients.
+    decay = jnp.exp(-2.0 * jnp.abs(a))
+    return 4.0 * decay / (1.0 + decay) ** 2
+
+
+class Planar(AbstractBijection):
+    r"""The planar flow $y = x + \hat u \tanh(w^\top x + b)$ (Rezende & Mohamed 2015).
+
+    The stored `u` is unconstrained; the map uses
+    $\hat u = u + (m(w^\top u) - w^\top u)\,w / |w|^2$, so that
+    $w^\top \hat u = m(w^\top u)$ with $m(a) = a$ for $a \ge 0$ and
+    $m(a) = e^a - 1$ below: $w^\top \hat u > -1$, which makes the map invertible.
+    ($m$ is a variant of the paper's $-1 + \operatorname{softplus}(a)$ with
+    $m(0) = 0$: $\hat u = u$ whenever $w^\top u \ge 0$, and $u = 0$ is exactly the
+    identity.) With $\kappa = w^\top\hat u$ and $\alpha = w^\top x + b$,
+
+    $$\log|\det J| = \log\big(1 + \kappa\,\operatorname{sech}^2\alpha\big)
+    = \log\big(\tanh^2\alpha + (1 + \kappa)\operatorname{sech}^2\alpha\big).$$
+
+    The inverse has no closed form but reduces to one scalar equation: since
+    $w^\top y + b = \alpha + \kappa\tanh\alpha$, which increases in $\alpha$,
+    $\alpha$ is found by safeguarded Newton iterations inside the bracket
+    $w^\top y + b \pm |\kappa|$ (a fixed number of steps, so it runs under
+    `jit`), and $x = y - \hat u\tanh\alpha$. The inverse is thus numerical
+    (accurate to rounding); its gradients come from the implicit function
+    theorem, not from differentiating the iterations.
+
+    Args:
+        dim: the dimension of the event, of shape `(dim,)`.
+        key: draws $w \sim N(0, I/d)$ when `w` is not given.
+        u: the unconstrained $u$ (default zeros: the identity).
+        w: $w$, non-zero (default: drawn with `key`).
+        b: the bias (default 0).
+        n_iterations: the number of root-finding steps of the inverse.
+
+    Example:
+        >>> import jax
+        >>> import jax.numpy as jnp
+        >>> from flowrox.bijections._radial import Planar
+        >>> layer = Planar(2, u=jnp.array([-3.0, 0.5]), w=jnp.array([1.0, 0.0]))
+        >>> float(layer.w @ layer.u_hat) > -1.0
+        True
+        >>> x = jnp.array([0.2, -0.7])
+        >>> bool(jnp.allclose(layer.inverse(layer.transform(x)), x, atol=1e-5))
+        True
+        >>> Planar(3, key=jax.random.key(0)).transform(jnp.ones(3)).tolist()
+        [1.0, 1.0, 1.0]
+    """
+
+    u: jax.Array
+    w: jax.Array
+    b: jax.Array
+    n_iterations: int = eqx.field(static=True)
+    shape: tuple[int, ...] = eqx.field(static=True)
+    cond_shape: ClassVar[None] = None
+
+    def __init__(
+        self,
+        dim: int,
+        *,
+        key: jax.Array | None = None,
+        u: ArrayLike | None = None,
+        w: ArrayLike | None = None,
+        b: ArrayLike = 0.0,
+        n_iterations: int = 60,
+    ):
+        dim = _check_dim("Planar", dim)
+        if w is None:
+            if key is None:
+                raise ValueError(
+                    "Planar needs w or a key to draw it: Planar(dim, key=key), or "
+                    "Planar(dim, w=...) with a non-zero w."
+                )
+            w = jax.random.normal(key, (dim,)) / jnp.sqrt(dim)
+        self.w = _vector_parameter("Planar", "w", w, dim)
+        self.u = _vector_parameter("Planar", "u", u, dim)
+        self.b = as_float_array(b)
+        if self.b.shape != ():
+            raise ValueError(f"Planar: b must be a scalar; got shape {self.b.shape}.")
+        self.n_iterations = int(n_iterations)
+        self.shape = (dim,)
+
+    def _constrained(self):
+        """$\\hat u$, $w^\\top \\hat u$ as computed, and $m = m(w^\\top u)$, $1 + m$."""
+        projection = self.w @ self.u
+        negative = projection < 0
+        exp_part = jnp.exp(jnp.minimum(projection, 0.0))
+        one_plus_kappa = jnp.where(negative, exp_part, 1.0 + projection)
+        kappa = jnp.where(negative, exp_part - 1.0, projection)
+        squared_norm = jnp.maximum(self.w @ self.w, jnp.finfo(self.w.dtype).tiny)
+        u_hat = self.u + (kappa - projection) * self.w / squared_norm
+        return u_hat, self.w @ u_hat, kappa, one_plus_kappa
+
+    @property
+    def u_hat(self) -> jax.Array:
+        """$\\hat u$, the vector the map actually uses."""
+        return self._constrained()[0]
+
+    @staticmethod
+    def _log_det(alpha, kappa, one_plus_kappa):
+        # log(1 + kappa sech^2): log1p is exact near kappa = 0 (the identity gives
+        # exactly 0); near kappa = -1 the form tanh^2 + (1 + kappa) sech^2, with
+        # 1 + kappa = e^{w.u} computed directly, stays positive.
+        sech_squared = _sech_squared(alpha)
+        strong = kappa < -0.5
+        return jnp.where(
+            strong,
+            jnp.log(jnp.tanh(alpha) ** 2 + one_plus_kappa * sech_squared),
+            jnp.log1p(jnp.where(strong, 0.0, kappa) * sech_squared),
+        )
+
+    def transform_and_log_det(self, x, condition=None):
+        del condition
+        u_hat, _, kappa, one_plus_kappa = self._constrained()
+        alpha = self.w @ x + self.b
+        log_det = self._log_det(alpha, kappa, one_plus_kappa)
+        return x + u_hat * jnp.tanh(alpha), log_det
+
+    def _solve(self, kappa, slope_offset, target):
+        """The root of $\\alpha + \\kappa\\tanh\\alpha = $ target, without gradients."""
+        kappa, slope_offset, target = jax.lax.stop_gradient(
+            (kappa, slope_offset, target)
+        )
+        spread = jnp.abs(kappa)
+
+        def step(_, state):
+            alpha, lower, upper, last_step = state
+            residual = alpha + kappa * jnp.tanh(alpha) - target
+            lower = jnp.where(residual < 0, alpha, lower)
+            upper = jnp.where(residual > 0, alpha, upper)
+            slope = jnp.tanh(alpha) ** 2 + slope_offset * _sech_squared(alpha)
+            newton_step = residual / slope
+            newton = alpha - newton_step
+            # Newton only when it stays in the bracket and at least halves the
+            # step before it (else it can cycle around the inflection at 0);
+            # otherwise bisect.
+            use_newton = (
+                (newton >= lower)
+                & (newton <= upper)
+                & (2.0 * jnp.abs(newton_step) <= jnp.abs(last_step))
+            )
+            bisection = 0.5 * (lower + upper)
+            new_alpha = jnp.where(use_newton, newton, bisection)
+            new_alpha = jnp.where(residual == 0, alpha, new_alpha)
+            return new_alpha, lower, upper, new_alpha - alpha
+
+        state = (target, target - spread, target + spread, 2.0 * spread)
+        return jax.lax.fori_loop(0, self.n_iterations, step, state)[0]
+
+    def inverse_and_log_det(self, y, condition=None):
+        del condition
+        u_hat, projection, kappa, one_plus_kappa = self._constrained()
+        target = self.w @ y + self.b
+        # The equation uses w.u_hat as computed, so that it inverts the forward map
+        # to rounding; the slope uses 1 + kappa > 0, so Newton never divides by 0.
+        root = self._solve(projection, one_plus_kappa, target)
+        # One Newton step from the (gradient-free) root carries the implicit
+        # derivative d alpha = d(target - kappa tanh alpha) / (1 + kappa sech^2).
+        residual = root + projection * jnp.tanh(root) - target
+        slope = jnp.tanh(root) ** 2 + one_plus_kappa * _sech_squared(root)
+        alpha = root - residual / slope
+        log_det = -self._log_det(alpha, kappa, one_plus_kappa)
+        return y - u_hat * jnp.tanh(alpha), log_det
+
+
+# ---------------------------------------------------------------------------
+# Radial
+# ---------------------------------------------------------------------------
+
+
+class Radial(AbstractBijection):
+    r"""The radial flow $y = x + \beta h(r)(x - z_0)$ (Rezende & Mohamed 2015).
+
+    With $r = |x - z_0|$, $h(r) = 1/(\alpha + r)$, $\alpha > 0$ and
+    $\beta > -\alpha$ (which makes it invertible), the radius maps to
+    $\varrho = r(1 + \beta h) = r (r + \gamma)/(r + \alpha)$, $\gamma = \alpha +
+    \beta > 0$, and
+
+    $$\log|\det J| = (d - 1)\log(1 + \beta h) + \log(1 + \beta h + \beta h' r)
+    = (d - 1)\log\frac{r + \gamma}{r + \alpha}
+    + \log\frac{r^2 + 2\alpha r + \alpha\gamma}{(r + \alpha)^2},$$
+
+    finite everywhere ($d\log(\gamma/\alpha)$ at the centre). The inverse solves
+    $r^2 + (\gamma - \varrho) r - \alpha\varrho = 0$ for its positive root (closed
+    form), then $x = z_0 + (y - z_0)(r + \alpha)/(r + \gamma)$.
+
+    Parameters are stored unconstrained: `log_alpha` $= \log\alpha$ and
+    `beta_unconstrained` $= \log(\gamma/\alpha)$, i.e.
+    $\beta = \alpha\,(e^{\tilde\beta} - 1)$ (the paper's $-\alpha +
+    \operatorname{softplus}(\tilde\beta)$ with another link, chosen so that
+    $\tilde\beta = 0$ means $\beta = 0$ whatever $\alpha$): the default is the
+    identity (exactly so for the default centre at the origin; elsewhere up to
+    the rounding of $z_0 + (x - z_0)$).
+
+    Args:
+        dim: the dimension of the event, of shape `(dim,)`.
+        center: $z_0$ (default zeros).
+        alpha: $\alpha > 0$ (default 1).
+        beta: $\beta > -\alpha$ (default 0: the identity).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from flowrox.bijections._radial import Radial
+        >>> layer = Radial(2, alpha=0.5, beta=-0.4)  # pulls points towards z0
+        >>> x = jnp.array([0.3, 0.4])  # r = 0.5: y = x (1 - 0.4 / (0.5 + 0.5))
+        >>> [round(value, 4) for value in layer.transform(x).tolist()]
+        [0.18, 0.24]
+        >>> bool(jnp.allclose(layer.inverse(layer.transform(x)), x))
+        True
+    """
+
+    center: jax.Array
+    log_alpha: jax.Array
+    beta_unconstrained: jax.Array
+    shape: tuple[int, ...] = eqx.field(static=True)
+    cond_shape: ClassVar[None] = None
+
+    def __init__(
+        self,
+        dim: int,
+        *,
+        center: ArrayLike | None = None,
+        alpha: ArrayLike = 1.0,
+        beta: ArrayLike = 0.0,
+    ):
+        dim = _check_dim("Radial", dim)
+        self.center = _vector_parameter("Radial", "center", center, dim)
+        self.log_alpha = log_of_positive("Radial", "alpha", alpha)
+        alpha, beta = jnp.exp(self.log_alpha), as_float_array(beta)
+        if self.log_alpha.shape != () or beta.shape != ():
+            raise ValueError(
+                f"Radial: alpha and beta must be scalars; got shapes "
+                f"{self.log_alpha.shape} and {beta.shape}."
+            )
+        # gamma / alpha = 1 + beta / alpha must be positive.
+        self.beta_unconstrained = log_of_positive(
+            "Radial", "1 + beta / alpha", 1.0 + beta / alpha
+        )
+        self.shape = (dim,)
+
+    @property
+    def alpha(self) -> jax.Array:
+        return jnp.exp(self.log_alpha)
+
+    @property
+    def beta(self) -> jax.Array:
+        return self.alpha * jnp.expm1(self.beta_unconstrained)
+
+    def _parameters(self):
+        """alpha and gamma = alpha + beta, both positive."""
+        alpha = self.alpha
+        return alpha, alpha * jnp.exp(self.beta_unconstrained)
+
+    @staticmethod
+    def _log_det(radius, alpha, gamma, dim):
+        # Written with alpha and gamma only (not beta = gamma - alpha, which loses
+        # precision when beta ~ -alpha), and exactly 0 when gamma = alpha.
+        log_ratio = jnp.log(radius + gamma) - jnp.log(radius + alpha)
+        # log(1 + beta h + beta h' r) = log(1 + alpha beta / (r + alpha)^2): log1p
+        # near beta = 0, the factored form near -1 (strong contraction).
+        excess = alpha * (gamma - alpha) / (radius + alpha) ** 2
+        near_minus_one = excess < -0.5
+        log_slope = jnp.where(
+            near_minus_one,
+            jnp.log(radius * (radius + 2.0 * alpha) + alpha * gamma)
+            - 2.0 * jnp.log(radius + alpha),
+            jnp.log1p(jnp.where(near_minus_one, 0.0, excess)),
+        )
+        return (dim - 1) * log_ratio + log_slope
+
+    def transform_and_log_det(self, x, condition=None):
+        del condition
+        alpha, gamma = self._parameters()
+        offset = x - self.center
+        radius = _safe_norm(offset)
+        # y - z0 = (1 + beta h)(x - z0), with 1 + beta h = (r + gamma) / (r + alpha).
+        y = self.center + offset * ((radius + gamma) / (radius + alpha))
+        return y, self._log_det(radius, alpha, gamma, x.size)
+
+    def inverse_and_log_det(self, y, condition=None):
+        del condition
+        alpha, gamma = self._parameters()
+        offset = y - self.center
+        new_radius = _safe_norm(offset)
+        linear = new_radius - gamma
+        root = jnp.sqrt(linear**2 + 4.0 * alpha * new_radius)
+        # The two forms of the positive root, each free of cancellation on its side.
+        negative = linear < 0
+        radius = jnp.where(
+            negative,
+            2.0 * alpha * new_radius / jnp.where(negative, root - linear, 1.0),
+            0.5 * (linear + root),
+        )
+        x = self.center + offset * ((radius + alpha) / (radius + gamma))
+        return x, -self._log_det(radius, alpha, gamma, y.size)
