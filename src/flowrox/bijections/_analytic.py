@@ -39,15 +39,17 @@ def _normal(key, shape, spread):
 def _cubic_conjugate(x, center, log_slope, shift, curvature):
     r"""$h^{-1}(e^{\alpha} h(x) + b)$ for $h(x) = (x - \mu) + c(x - \mu)^3$.
 
-    Below, $x$ stands for $x - \mu$. With $k = \sqrt{3c}$, the inverse of $h$
-    is Cardano's root in hyperbolic form,
-    $h^{-1}(s) = (2/k)\sinh(\tfrac13 \operatorname{arsinh}(\tfrac32 k s))$, and
-    $x = (2/k)\sinh\varphi$ with $\varphi = \operatorname{arsinh}(kx/2)$. For
-    $Z = \tfrac32 k(e^\alpha h(x) + b)$ and $Z_0 = \tfrac32 k h(x)$ the output is
-    $y = x + (4/k)\cosh(\varphi + \psi)\sinh\psi$ with
-    $\psi = \tfrac16 \log\frac{Z + \sqrt{1 + Z^2}}{Z_0 + \sqrt{1 + Z_0^2}}$, where the
-    ratio minus one is formed from $Z - Z_0$ (exactly zero at the identity). By
-    symmetry only $x \ge 0$ is needed; where $Z < 0$ the direct root is used.
+    Below, $x$ stands for $x - \mu \ge 0$ (the other sign follows by symmetry).
+    With $k = \sqrt{3c}$, Cardano's root of the cubic in hyperbolic form is
+    $h^{-1}(s) = (2/k)\sinh\theta$, $\theta = \tfrac13\operatorname{arsinh} Z$,
+    $Z = \tfrac32 k s$; likewise $x = (2/k)\sinh\varphi$ with
+    $\varphi = \tfrac13\operatorname{arsinh} Z_0$, $Z_0 = \tfrac32 k h(x)$. With
+    $1 + e = e^{\theta - \varphi} = \big((Z + \sqrt{1 + Z^2}) /
+    (Z_0 + \sqrt{1 + Z_0^2})\big)^{1/3}$, the addition theorem gives
+    $y - x = e\,(x e + R(2 + e)) / (2(1 + e))$, $R = \sqrt{4/k^2 + x^2}$, where
+    the ratio minus one is formed from $Z - Z_0$ (exactly zero at the identity).
+    Where $Z < 0$ the direct root $-(q - 1/q)/k$, $q^3 = |Z| + \sqrt{1 + Z^2}$,
+    is used.
     """
     sign = _sign(x - center)
     x_abs = sign * (x - center)
@@ -61,15 +63,17 @@ def _cubic_conjugate(x, center, log_slope, shift, curvature):
     # Both branches are evaluated; each gets inputs on which it is finite.
     z_upper = jnp.where(upper, z, 0.0)
     difference_upper = jnp.where(upper, difference, -z0)
-    root0 = jnp.hypot(1.0, z0)
-    root = jnp.hypot(1.0, z_upper)
+    root0 = jnp.sqrt(1.0 + z0**2)
+    root = jnp.sqrt(1.0 + z_upper**2)
     ratio_minus_one = (
         difference_upper * (1.0 + (z_upper + z0) / (root + root0)) / (z0 + root0)
     )
-    half_gap = jnp.log1p(ratio_minus_one) / 6.0
-    phi = jnp.arcsinh(0.5 * k * x_abs)
-    y_upper = x + sign * (4.0 / k) * jnp.cosh(phi + half_gap) * jnp.sinh(half_gap)
-    y_lower = center + sign * (2.0 / k) * jnp.sinh(jnp.arcsinh(z) / 3.0)
+    e = jnp.expm1(jnp.log1p(ratio_minus_one) / 3.0)
+    radius = jnp.sqrt(4.0 / (3.0 * curvature) + x_abs**2)
+    y_upper = x + sign * e * (x_abs * e + radius * (2.0 + e)) / (2.0 * (1.0 + e))
+    z_lower = jnp.where(upper, -1.0, z)
+    cube_root = jnp.cbrt(jnp.sqrt(1.0 + z_lower**2) - z_lower)
+    y_lower = center - sign * (cube_root - 1.0 / cube_root) / k
     return jnp.where(upper, y_upper, y_lower)
 
 
@@ -94,11 +98,13 @@ def _sinh_conjugate(x, center, log_slope, shift, width):
     dm = jnp.expm1(log_slope) * m0 + shift * decay
     m = m0 + dm
     upper = m >= 0
-    r = jnp.hypot(m, decay)
+    r = jnp.sqrt(m**2 + decay**2)
     log_argument_minus_one = dm * (1.0 + (m + m0) / (r + r0))
     y_upper = x + sign * width * jnp.log1p(jnp.where(upper, log_argument_minus_one, 0))
     m_lower = jnp.where(upper, -1.0, m)
-    y_lower = center - sign * width * (v + jnp.log(jnp.hypot(m_lower, decay) - m_lower))
+    y_lower = center - sign * width * (
+        v + jnp.log(jnp.sqrt(m_lower**2 + decay**2) - m_lower)
+    )
     return jnp.where(upper, y_upper, y_lower)
 
 
@@ -419,9 +425,12 @@ class CubicRational(AbstractElementwise):
     - inverse: with $v = (y - \mu - \nu)/(\tau w)$, $u$ is the one real root of
       $u^3 - v u^2 + r u - v = 0$, found by Cardano's formula
       $u = A - p/(3A) + v/3$, $A = -\operatorname{sign}(q)\sqrt[3]{|q|/2 +
-      \sqrt{q^2/4 + p^3/27}}$, $p = r - v^2/3$, $q = v(r/3 - 1 - 2v^2/27)$, then
-      refined once by $u \leftarrow v - (r - 1)v/(u^2 + r)$, a rearrangement of
-      the cubic that makes $r = 1$ exact and at most doubles rounding errors.
+      \sqrt{q^2/4 + p^3/27}}$, $p = r - v^2/3$, $q = v(r/3 - 1 - 2v^2/27)$,
+      polished by one Newton step, and mapped through
+      $u \leftarrow v - (r - 1)v/(u^2 + r)$, a rearrangement of the cubic that
+      makes $r = 1$ exact and at most doubles rounding errors. Then
+      $x = \mu + w u$, and the inverse log-derivative is minus the forward one
+      at $x$.
 
     At the defaults ($\nu = 0$, $\tau = 1$, $r = 1$, any $\mu$ and $w$) the map is
     exactly the identity. Parameters are stored unconstrained: `shift` ($\nu$),
@@ -562,9 +571,18 @@ class CubicRational(AbstractElementwise):
         ratio = self.ratio
         offset = y - self.center - self.shift
         target = offset * jnp.exp(-self.log_slope)  # V = (y - mu - nu) / tau
-        root = _cubic_rational_root(target / self.width, ratio)
+        v = target / self.width
+        ratio_minus_one = self._ratio_minus_one()
+        root = _cubic_rational_root(v, ratio)
+        # Cardano loses digits where the map is nearly flat (r close to 9): one
+        # Newton step on g(u) = u + (r - 1) u / (1 + u^2) = v restores them, as
+        # g(u) - v has no large cancelling terms.
+        rho = 1.0 / (1.0 + root**2)
+        residual = root + ratio_minus_one * root * rho - v
+        slope = 1.0 + ratio_minus_one * (rho - root**2 * rho) * rho
+        root = root - residual / slope
         # An exact rearrangement of the cubic, u = v - (r - 1) v / (u^2 + r),
-        # applied once: exact at r = 1, and it at most doubles rounding errors.
-        correction = -self._ratio_minus_one() * target / (root**2 + ratio)
+        # applied last: exact at r = 1, and it at most doubles rounding errors.
+        correction = -ratio_minus_one * target / (root**2 + ratio)
         x = y - self.shift + jnp.expm1(-self.log_slope) * offset + correction
         return x, -self._log_derivative(x)

@@ -14,8 +14,8 @@ def _forward(numerical, x, condition):
     return numerical.bijection.transform(x, condition)
 
 
-def _slope(numerical, x, condition):
-    """f'(x) elementwise: the Jacobian of an elementwise map is diagonal."""
+def _value_and_slope(numerical, x, condition):
+    """f(x) and f'(x) elementwise: the Jacobian of an elementwise map is diagonal."""
     return jax.jvp(
         lambda v: _forward(numerical, v, condition), (x,), (jnp.ones_like(x),)
     )
@@ -27,8 +27,9 @@ def _solve(numerical: "NumericalInverse", y, condition):
     # Relative to 1 + |y|, so that the bracket never rounds away to one point.
     half_width = numerical.initial_bracket * (1.0 + jnp.abs(y))
 
-    # 1. Bracket: start from [y - B, y + B] (right for near-identity maps) and
-    #    move the bracket past the root, tripling its width each step.
+    # 1. Bracket: start from [y - B, y + B] (right for near-identity maps) and,
+    #    while the root lies outside, move the bracket past the end nearest to
+    #    it, doubling its width each step.
     def not_bracketed(state):
         step, _, _, f_low, f_high = state
         outside = (f_low > y) | (f_high < y)
@@ -67,7 +68,7 @@ def _solve(numerical: "NumericalInverse", y, condition):
     # 3. Newton steps, kept inside the bracket (a step that leaves it bisects).
     def newton(_, state):
         x, low, high = state
-        value, slope = _slope(numerical, x, condition)
+        value, slope = _value_and_slope(numerical, x, condition)
         residual = value - y
         low = jnp.where(residual < 0, x, low)
         high = jnp.where(residual > 0, x, high)
@@ -115,13 +116,13 @@ def _implicit_inverse_jvp(static, primals, tangents):
 class NumericalInverse(AbstractBijection):
     r"""Gives a monotone elementwise bijection an inverse by root finding.
 
-    The forward direction is the wrapped bijection's. The inverse solves
-    $f(x) = y$ elementwise: a bracket around $y$ is widened until it contains
-    the root, bisected until it is narrower than `tolerance` (relative), and
-    the midpoint is polished by `newton_steps` Newton steps that are kept inside
+    The forward direction is the wrapped bijection's. The inverse solves $f(x) = y$
+    elementwise: a bracket around $y$ is moved and widened (doubling) until it
+    contains the root, bisected until it is narrower than `tolerance` (relative),
+    and the midpoint is polished by `newton_steps` Newton steps that are kept inside
     the bracket. All loops are `jax.lax` loops with bounded trip counts, so the
-    inverse runs under `jit` and `vmap`. The inverse log-det is minus the
-    forward log-det at the solved $x$.
+    inverse runs under `jit` and `vmap`. The inverse log-det is minus the forward
+    log-det at the solved $x$.
 
     Gradients of the inverse do not go through the iterations: by the implicit
     function theorem, $\partial x/\partial y = 1/f'(x)$ and
@@ -142,8 +143,8 @@ class NumericalInverse(AbstractBijection):
             $[y - B, y + B]$, $B = b(1 + |y|)$.
         tolerance: bisection stops once every bracket is narrower than
             `tolerance * (1 + |low| + |high|)`.
-        max_expansion_steps: the most steps that widen the bracket (each
-            triples its width).
+        max_expansion_steps: the most steps that move the bracket towards the
+            root (each doubles its width).
 
     Example:
         >>> import jax
