@@ -33,7 +33,9 @@ def main() -> None:
         "learn_upper_bound (scale e^s)": _random(
             jax.random.key(1), learn_upper_bound=True
         ),
-        "circular (period 4; knots before the shift)": _random(jax.random.key(2), circular=True),
+        "circular (period 4; knots before the shift)": _random(
+            jax.random.key(2), circular=True
+        ),
     }
     figure, axes = plt.subplots(1, 4, figsize=(14, 3.4))
     for axis, (title, spline) in zip(axes, panels.items(), strict=True):
