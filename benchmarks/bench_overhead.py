@@ -11,13 +11,12 @@ Run: python benchmarks/bench_overhead.py [--repeats 200]
 """
 
 import argparse
-import statistics
-import time
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpyro.distributions as dist
+from _timing import interleaved_medians
 
 from flowrox import Flow
 from flowrox.bijections import Affine, Chain, Permute, Scan, SinhArcsinh
@@ -37,27 +36,6 @@ def _layer(key):
             Permute(jax.random.permutation(keys[3], DIM)),
         ]
     )
-
-
-def _time(function, *args, repeats):
-    jax.block_until_ready(function(*args))  # compile
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(function(*args))
-        times.append(time.perf_counter() - start)
-    return times
-
-
-def _interleaved(pairs, repeats):
-    """Times each (name, function, args) in rounds, so drift hits all alike."""
-    results = {name: [] for name, _, _ in pairs}
-    for _name, function, args in pairs:
-        jax.block_until_ready(function(*args))
-    for _ in range(repeats):
-        for name, function, args in pairs:
-            results[name] += _time(function, *args, repeats=1)
-    return {name: statistics.median(times) for name, times in results.items()}
 
 
 def main(repeats: int) -> dict:
@@ -87,7 +65,7 @@ def main(repeats: int) -> dict:
     def flow_sample(flow, key):
         return flow.sample(key, (BATCH,))
 
-    medians = _interleaved(
+    medians = interleaved_medians(
         [
             ("direct log_prob", direct_log_prob, (bijection, y)),
             ("Flow.log_prob", flow_log_prob, (flow, y)),
@@ -149,7 +127,7 @@ def _compare_with_flowjax(repeats: int) -> None:
     )
     y = jax.random.normal(jax.random.key(4), (BATCH, DIM))
     key = jax.random.key(5)
-    medians = _interleaved(
+    medians = interleaved_medians(
         [
             ("flowrox log_prob", eqx.filter_jit(lambda f, v: f.log_prob(v)), (ours, y)),
             (

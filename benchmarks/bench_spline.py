@@ -8,28 +8,15 @@ Run: pip install -e ".[bench]" && python benchmarks/bench_spline.py [--repeats 2
 """
 
 import argparse
-import statistics
-import time
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+from _timing import interleaved_medians
 
 from flowrox.bijections import RationalQuadraticSpline
 
 BATCH, FEATURES, BINS = 4096, 16, 8
-
-
-def _interleaved(pairs, repeats):
-    results = {name: [] for name, _, _ in pairs}
-    for _name, function, args in pairs:
-        jax.block_until_ready(function(*args))
-    for _ in range(repeats):
-        for name, function, args in pairs:
-            start = time.perf_counter()
-            jax.block_until_ready(function(*args))
-            results[name].append(time.perf_counter() - start)
-    return {name: statistics.median(times) for name, times in results.items()}
 
 
 def _flowrox_spline(key):
@@ -88,7 +75,7 @@ def main(repeats: int) -> dict:
             ("flowjax forward", forward_theirs, (theirs, x)),
             ("flowjax inverse", inverse_theirs, (theirs, x)),
         ]
-    medians = _interleaved(pairs, repeats)
+    medians = interleaved_medians(pairs, repeats)
     print(f"batch {BATCH}, {FEATURES} features, {BINS} bins, {repeats} repeats")
     for name, seconds in medians.items():
         print(f"  {name:16s} {1e3 * seconds:8.3f} ms (median)")

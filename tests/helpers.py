@@ -63,3 +63,13 @@ class NetworkShift(AbstractBijection):
 
     def inverse_and_log_det(self, y, condition=None):
         return y - self.network(condition), jnp.zeros((), y.dtype)
+
+
+def random_normal(key, shape, scale=1.0):
+    """Random real parameters or inputs for the registry factories."""
+    return scale * jax.random.normal(key, shape)
+
+
+def random_positive(key, shape, spread=0.5):
+    """Random positive parameters for the registry factories."""
+    return jnp.exp(spread * jax.random.normal(key, shape))

@@ -33,14 +33,8 @@ from flowrox.bijections import (
 from tests.bijections.registry_analytic import ANALYTIC_CASES
 from tests.bijections.registry_radial import RADIAL_CASES
 from tests.helpers import ConditionalAffine
-
-
-def _normal(key, shape, scale=1.0):
-    return scale * jax.random.normal(key, shape)
-
-
-def _positive(key, shape, spread=0.5):
-    return jnp.exp(spread * jax.random.normal(key, shape))
+from tests.helpers import random_normal as _normal
+from tests.helpers import random_positive as _positive
 
 
 def _affine(key, shape):

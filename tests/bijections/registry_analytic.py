@@ -7,7 +7,6 @@ building everything inside the call so that it gives float64 under
 """
 
 import jax
-import jax.numpy as jnp
 
 from flowrox.bijections import Chain, SinhArcsinh
 from flowrox.bijections._analytic import (
@@ -16,14 +15,8 @@ from flowrox.bijections._analytic import (
     SinhConjugation,
 )
 from flowrox.bijections._numerical_inverse import NumericalInverse
-
-
-def _normal(key, shape, scale=1.0):
-    return scale * jax.random.normal(key, shape)
-
-
-def _positive(key, shape, spread=0.5):
-    return jnp.exp(spread * jax.random.normal(key, shape))
+from tests.helpers import random_normal as _normal
+from tests.helpers import random_positive as _positive
 
 
 def _cubic_conjugation(key, shape):
