@@ -3,6 +3,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from flowrox._cli import main
 from flowrox._demo import run_demo
 
@@ -22,6 +24,7 @@ def test_no_command_prints_help(capsys):
     assert "COMMAND" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_demo_matches_the_exact_answers(capsys):
     results = run_demo(num_samples=1000, seed=1)
     output = capsys.readouterr().out

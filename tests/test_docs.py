@@ -8,7 +8,15 @@ import pytest
 DOCS = pathlib.Path(__file__).parents[1] / "docs"
 
 
-@pytest.mark.parametrize("page", ["bayesian.md", "flows.md", "splines.md"])
+@pytest.mark.parametrize(
+    "page",
+    [
+        # bayesian.md runs NUTS and SVI to convergence: about 40 s.
+        pytest.param("bayesian.md", marks=pytest.mark.slow),
+        "flows.md",
+        "splines.md",
+    ],
+)
 def test_docs_code_blocks_run(page, capsys):
     text = (DOCS / page).read_text()
     blocks = re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)

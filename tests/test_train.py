@@ -100,6 +100,7 @@ def test_non_trainable_leaves_stay_fixed():
     assert not jnp.allclose(trained_spline.parameters, 0.0)
 
 
+@pytest.mark.slow
 def test_conditional_fit_learns_a_known_conditional_gaussian():
     # x | c ~ N(B c, 1): y = x exp(tanh(A c)) + B c with A = 0 represents it
     # exactly, so the NLL approaches the truth's.

@@ -7,6 +7,7 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 import optax
+import pytest
 from numpyro import handlers
 from numpyro.diagnostics import effective_sample_size
 from numpyro.infer import MCMC, NUTS, SVI, Predictive, Trace_ELBO
@@ -58,6 +59,7 @@ def _stack(samples):
     )
 
 
+@pytest.mark.slow
 def test_nuts_posterior_of_bayesian_linear_regression_matches_closed_form():
     mcmc = MCMC(NUTS(_regression), num_warmup=500, num_samples=3000, progress_bar=False)
     mcmc.run(jax.random.key(3))
@@ -73,6 +75,7 @@ def test_nuts_posterior_of_bayesian_linear_regression_matches_closed_form():
     assert np.all(np.abs(empirical - cov) < tolerance)
 
 
+@pytest.mark.slow
 def test_svi_with_a_multivariate_normal_guide_matches_mean_and_evidence():
     guide = AutoMultivariateNormal(_regression)
     schedule = optax.exponential_decay(0.02, transition_steps=3000, decay_rate=0.01)
@@ -154,6 +157,7 @@ def test_posterior_modules_with_filter_vmap_equals_a_loop_and_predictive_works()
     np.testing.assert_allclose(vmapped, samples["mean"], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_bayesian_flow_posterior_predictive_is_wider_far_from_the_data():
     flow = Flow(dist.Normal(0.0, 1.0), Chain([SinhArcsinh(), Affine()]))
     bayesian_flow = flowrox.bayesian(flow, dist.Normal(0.0, 1.0))
@@ -250,6 +254,7 @@ def test_buffers_and_integer_leaves_are_never_params_or_random():
     assert not isinstance(chosen.weight, flowrox.RandomLeaf)
 
 
+@pytest.mark.slow
 def test_priors_init_matched_laplace_student_t_and_horseshoe():
     linear = eqx.nn.Linear(400, 30, key=jax.random.key(16))
     prior = flowrox.priors.init_matched()("weight", linear.weight)

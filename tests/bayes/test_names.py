@@ -62,6 +62,7 @@ def test_site_names_of_a_nested_module_match_the_golden_list():
     assert _site_names(bayesian_flow) == GOLDEN_SITES
 
 
+@pytest.mark.slow
 def test_site_names_are_identical_across_processes_and_hash_seeds():
     script = textwrap.dedent(
         """

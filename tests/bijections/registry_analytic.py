@@ -8,13 +8,14 @@ building everything inside the call so that it gives float64 under
 
 import jax
 
-from flowrox.bijections import Chain, SinhArcsinh
-from flowrox.bijections._analytic import (
+from flowrox.bijections import (
+    Chain,
     CubicConjugation,
     CubicRational,
+    NumericalInverse,
+    SinhArcsinh,
     SinhConjugation,
 )
-from flowrox.bijections._numerical_inverse import NumericalInverse
 from tests.helpers import random_normal as _normal
 from tests.helpers import random_positive as _positive
 

@@ -10,8 +10,16 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from flowrox.bijections import Affine, Chain, Scan, SinhArcsinh
-from flowrox.bijections._radial import Planar, Radial, RadialConditional, RayTransform
+from flowrox.bijections import (
+    Affine,
+    Chain,
+    Planar,
+    Radial,
+    RadialConditional,
+    RayTransform,
+    Scan,
+    SinhArcsinh,
+)
 
 
 def _normal(key, shape, scale=1.0):

@@ -9,14 +9,18 @@ import optax
 import pytest
 
 from flowrox import Flow
-from flowrox.bijections import Affine, Chain, Scan, SinhArcsinh
-from flowrox.bijections._radial import (
+from flowrox.bijections import (
+    Affine,
+    Chain,
     Planar,
     Radial,
     RadialConditional,
     RayTransform,
+    Scan,
+    SinhArcsinh,
     angle_fourier_features,
 )
+from flowrox.train import fit_to_data
 from tests.bijections.registry_radial import RADIAL_CASES, _scalar_layer, _scalar_stack
 
 
@@ -250,13 +254,20 @@ def test_planar_round_trip_for_random_raw_parameters_in_float32():
     x_back, log_det = _planar_round_trip(layers, x)
     assert jnp.all(jnp.isfinite(log_det))
     # Where the Jacobian is near-singular (w.u_hat ~ -1 and w.x + b ~ 0) float32
-    # cannot pin x down, but the inverse still maps back onto y.
+    # cannot pin x down (the error grows like eps / |det J|), but the inverse
+    # still maps back onto y.
     y = jax.vmap(lambda layer, x: layer.transform(x))(layers, x)
     y_again = jax.vmap(lambda layer, x: layer.transform(x))(layers, x_back)
     np.testing.assert_allclose(y_again, y, rtol=1e-4, atol=1e-4)
-    conditioned = log_det > np.log(1e-3)
+    conditioned = log_det > np.log(1e-2)
     assert jnp.mean(conditioned) > 0.9
-    np.testing.assert_allclose(x_back[conditioned], x[conditioned], atol=1e-4)
+    # x = y - u_hat tanh(alpha): a rounding error in alpha moves x by |u_hat| as
+    # much (|u| ~ 10 here).
+    u_norm = jnp.linalg.norm(
+        eqx.filter_vmap(lambda layer: layer.u_hat)(layers), axis=-1
+    )
+    error = jnp.max(jnp.abs(x_back - x), axis=-1) / (1.0 + u_norm)
+    assert jnp.max(error[conditioned]) < 2e-5, jnp.max(error[conditioned])
 
 
 def test_planar_inverse_gradients_match_finite_differences(x64):
@@ -328,51 +339,49 @@ def _ring_log_prob(x):
     return jax.scipy.special.logsumexp(components, -1) - jnp.log(8.0)
 
 
-def test_a_radial_flow_learns_a_ring_of_gaussians():
-    keys = jax.random.split(jax.random.key(0), 5)
-    train, held_out = _ring(keys[0], 2000), _ring(keys[1], 2000)
-    template = Scan(
-        eqx.filter_vmap(lambda k: SinhArcsinh())(jax.random.split(keys[2], 2))
-    )
-    in_size, out_size = RadialConditional.network_sizes(
-        template, dim=2, n_frequencies=3
-    )
-    network = eqx.nn.MLP(in_size, out_size, 16, 1, activation=jnp.tanh, key=keys[3])
-    layers = eqx.filter_vmap(lambda k: Chain([Affine(), SinhArcsinh()]))(
-        jax.random.split(keys[4], 4)
-    )
-    bijection = Chain(
-        [
-            RayTransform(Scan(layers), dim=2),
-            RadialConditional(template, network, dim=2, n_frequencies=3),
-            Affine(jnp.zeros(2), jnp.ones(2)),
-        ]
-    )
-    flow = Flow(dist.Normal(0.0, 1.0), bijection)
-    parameters, static = eqx.partition(flow, eqx.is_inexact_array)
-    optimizer = optax.adam(1e-2)
+def _ring_flow(key, n_rays=48):
+    """Ray maps about many centres near the origin, stacked with Scan.
 
-    def nll(parameters, data):
-        return -jnp.mean(eqx.combine(parameters, static).log_prob(data))
+    One ray map keeps the angular density about its centre; composing maps
+    about different centres moves mass between angles, enough for eight modes.
+    """
 
-    @jax.jit
-    def train_steps(parameters, state, key):
-        def step(carry, key):
-            parameters, state = carry
-            batch = train[jax.random.choice(key, train.shape[0], (256,))]
-            gradient = jax.grad(nll)(parameters, batch)
-            updates, state = optimizer.update(gradient, state)
-            return (optax.apply_updates(parameters, updates), state), None
+    def ray(key):
+        center_key, layer_key = jax.random.split(key)
+        layers = eqx.filter_vmap(lambda k: Chain([Affine(), SinhArcsinh()]))(
+            jax.random.split(layer_key, 2)
+        )
+        center = 0.7 * jax.random.normal(center_key, (2,))
+        return RayTransform(Scan(layers), dim=2, center=center)
 
-        keys = jax.random.split(key, 400)
-        return jax.lax.scan(step, (parameters, state), keys)[0]
+    rays = eqx.filter_vmap(ray)(jax.random.split(key, n_rays))
+    return Flow(dist.Normal(jnp.zeros(2), 1.0).to_event(1), Scan(rays))
 
-    before = float(jax.jit(nll)(parameters, held_out))
-    parameters, _ = train_steps(parameters, optimizer.init(parameters), keys[4])
-    after = float(jax.jit(nll)(parameters, held_out))
+
+@pytest.mark.slow
+def test_a_radial_flow_fitted_with_fit_to_data_learns_a_ring_of_gaussians():
+    keys = jax.random.split(jax.random.key(0), 4)
+    data, held_out = _ring(keys[0], 20_000), _ring(keys[1], 5_000)
+    flow = _ring_flow(keys[2])
+    initial = float(-jnp.mean(jax.jit(flow.log_prob)(held_out)))
+    steps = 20_000
+    optimizer = optax.chain(
+        optax.clip_by_global_norm(1.0),
+        optax.adam(optax.warmup_cosine_decay_schedule(0.0, 3e-3, 500, steps)),
+    )
+    flow, _ = fit_to_data(
+        keys[3],
+        flow,
+        data,
+        optimizer=optimizer,
+        steps=steps,
+        batch_size=256,
+        patience=None,
+        progress=False,
+    )
+    nll = float(-jnp.mean(jax.jit(flow.log_prob)(held_out)))
     truth = float(-jnp.mean(_ring_log_prob(held_out)))
-    print(f"held-out NLL: {before:.3f} -> {after:.3f} (truth {truth:.3f})")
-    assert np.isfinite(after)
-    assert after < before - 1.0, (before, after)
-    # No model beats the true density on average beyond sampling noise.
-    assert after > truth - 0.05, (after, truth)
+    print(f"held-out NLL {nll:.4f}, true density {truth:.4f}")
+    assert nll < initial - 1.0, (initial, nll)
+    # No model beats the true density beyond sampling noise (sd ~0.01 nats).
+    assert truth - 0.03 < nll < truth + 0.1, (nll, truth)

@@ -142,7 +142,7 @@ class CubicConjugation(AbstractElementwise):
 
     Example:
         >>> import jax.numpy as jnp
-        >>> from flowrox.bijections._analytic import CubicConjugation
+        >>> from flowrox.bijections import CubicConjugation
         >>> bijection = CubicConjugation(slope=2.0, shift=0.5, curvature=1.0)
         >>> x = jnp.array([-1.0, 0.0, 3.0])
         >>> y = CubicConjugation(slope=2.0, shift=0.5, shape=(3,)).transform(x)
@@ -277,7 +277,7 @@ class SinhConjugation(AbstractElementwise):
 
     Example:
         >>> import jax.numpy as jnp
-        >>> from flowrox.bijections._analytic import SinhConjugation
+        >>> from flowrox.bijections import SinhConjugation
         >>> bijection = SinhConjugation(slope=3.0, shift=-0.2, width=0.5)
         >>> x = jnp.array(0.7)
         >>> y = bijection.transform(x)
@@ -447,7 +447,7 @@ class CubicRational(AbstractElementwise):
 
     Example:
         >>> import jax.numpy as jnp
-        >>> from flowrox.bijections._analytic import CubicRational
+        >>> from flowrox.bijections import CubicRational
         >>> bijection = CubicRational(center=0.5, width=0.2, ratio=0.1)
         >>> y, log_det = bijection.transform_and_log_det(jnp.array(0.5))
         >>> float(y), round(float(log_det), 4)  # slope r = 0.1 at the center

@@ -150,7 +150,7 @@ class NumericalInverse(AbstractBijection):
         >>> import jax
         >>> import jax.numpy as jnp
         >>> from flowrox.bijections import SinhArcsinh
-        >>> from flowrox.bijections._numerical_inverse import NumericalInverse
+        >>> from flowrox.bijections import NumericalInverse
         >>> exact = SinhArcsinh(skewness=0.3, tailweight=1.5)
         >>> bijection = NumericalInverse(exact)
         >>> y = jnp.array(2.0)

@@ -165,7 +165,7 @@ class RayTransform(AbstractBijection):
     Example:
         >>> import jax.numpy as jnp
         >>> from flowrox.bijections import Affine
-        >>> from flowrox.bijections._radial import RayTransform
+        >>> from flowrox.bijections import RayTransform
         >>> layer = RayTransform(Affine(0.5, 2.0), dim=2, center=jnp.array([1.0, 0.0]))
         >>> x = jnp.array([4.0, 4.0])  # 5 from the centre, direction (0.6, 0.8)
         >>> y = layer.transform(x)
@@ -239,7 +239,7 @@ def angle_fourier_features(direction: ArrayLike, n_frequencies: int) -> jax.Arra
 
     Example:
         >>> import jax.numpy as jnp
-        >>> from flowrox.bijections._radial import angle_fourier_features
+        >>> from flowrox.bijections import angle_fourier_features
         >>> features = angle_fourier_features(jnp.array([0.0, 1.0]), 2)
         >>> print(*[round(value, 4) for value in features.tolist()])
         0.0 -0.5 1.0 0.0
@@ -332,7 +332,7 @@ class RadialConditional(AbstractBijection):
         >>> import jax
         >>> import jax.numpy as jnp
         >>> from flowrox.bijections import Affine, Scan, SinhArcsinh
-        >>> from flowrox.bijections._radial import RadialConditional, RayTransform
+        >>> from flowrox.bijections import RadialConditional, RayTransform
         >>> keys = jax.random.split(jax.random.key(0), 4)
         >>> template = Scan(
         ...     eqx.filter_vmap(lambda k: SinhArcsinh(jax.random.normal(k), 1.2))(keys)
@@ -520,7 +520,7 @@ class Planar(AbstractBijection):
     Example:
         >>> import jax
         >>> import jax.numpy as jnp
-        >>> from flowrox.bijections._radial import Planar
+        >>> from flowrox.bijections import Planar
         >>> layer = Planar(2, u=jnp.array([-3.0, 0.5]), w=jnp.array([1.0, 0.0]))
         >>> float(layer.w @ layer.u_hat) > -1.0
         True
@@ -684,7 +684,7 @@ class Radial(AbstractBijection):
 
     Example:
         >>> import jax.numpy as jnp
-        >>> from flowrox.bijections._radial import Radial
+        >>> from flowrox.bijections import Radial
         >>> layer = Radial(2, alpha=0.5, beta=-0.4)  # pulls points towards z0
         >>> x = jnp.array([0.3, 0.4])  # r = 0.5: y = x (1 - 0.4 / (0.5 + 0.5))
         >>> print(*[round(value, 4) for value in layer.transform(x).tolist()])
