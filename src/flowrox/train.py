@@ -10,7 +10,7 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
-from ._bayes._paths import leaves_with_info
+from ._bayes._paths import trainable_leaves
 from .distributions import Flow
 
 __all__ = ["fit_to_data", "fit_to_density", "trainable_filter"]
@@ -34,14 +34,7 @@ def trainable_filter(module):
         >>> spec.bijection.loc, spec.base_dist.base_dist.loc
         (True, False)
     """
-    trainable = {
-        info.path
-        for info, leaf in leaves_with_info(module)
-        if eqx.is_inexact_array(leaf) and not info.is_buffer
-    }
-    return jax.tree_util.tree_map_with_path(
-        lambda path, _: tuple(path) in trainable, module
-    )
+    return trainable_leaves(module)
 
 
 def _default_optimizer(learning_rate: float):

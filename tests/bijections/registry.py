@@ -31,6 +31,7 @@ from flowrox.bijections import (
     Vmap,
 )
 from tests.bijections.registry_analytic import ANALYTIC_CASES
+from tests.bijections.registry_flows import FLOW_CASES
 from tests.bijections.registry_radial import RADIAL_CASES
 from tests.helpers import ConditionalAffine
 from tests.helpers import random_normal as _normal
@@ -177,4 +178,5 @@ REGISTRY = {
     **_structure_cases(),
     **ANALYTIC_CASES,
     **RADIAL_CASES,
+    **FLOW_CASES,
 }

@@ -151,3 +151,18 @@ def replace_leaves(module, replacements: dict):
         module,
         is_leaf=_is_marker,
     )
+
+
+def trainable_leaves(module):
+    """A pytree of bools over `module`: True for the leaves training updates.
+
+    Trainable leaves are the inexact arrays that are not buffers.
+    """
+    trainable = {
+        info.path
+        for info, leaf in leaves_with_info(module)
+        if eqx.is_inexact_array(leaf) and not info.is_buffer
+    }
+    return jax.tree_util.tree_map_with_path(
+        lambda path, _: tuple(path) in trainable, module
+    )

@@ -7,9 +7,12 @@ output with the scalar log|det| of its Jacobian. See `AbstractBijection`.
 from ._analytic import CubicConjugation as CubicConjugation
 from ._analytic import CubicRational as CubicRational
 from ._analytic import SinhConjugation as SinhConjugation
+from ._autoregressive import MaskedAutoregressive as MaskedAutoregressive
 from ._base import AbstractBijection as AbstractBijection
 from ._chain import Chain as Chain
 from ._chain import Invert as Invert
+from ._coupling import Coupling as Coupling
+from ._coupling import coupling_mask as coupling_mask
 from ._elementwise import AbstractElementwise as AbstractElementwise
 from ._elementwise import Affine as Affine
 from ._elementwise import Exp as Exp
@@ -21,6 +24,9 @@ from ._elementwise import Sigmoid as Sigmoid
 from ._elementwise import SinhArcsinh as SinhArcsinh
 from ._elementwise import SoftPlus as SoftPlus
 from ._elementwise import Tanh as Tanh
+from ._linear import Householder as Householder
+from ._linear import LULinear as LULinear
+from ._linear import TriangularAffine as TriangularAffine
 from ._numerical_inverse import NumericalInverse as NumericalInverse
 from ._radial import Planar as Planar
 from ._radial import Radial as Radial
@@ -39,11 +45,15 @@ __all__ = [
     "AbstractElementwise",
     "Affine",
     "Chain",
+    "Coupling",
     "CubicConjugation",
     "CubicRational",
     "Exp",
+    "Householder",
     "Identity",
     "Invert",
+    "LULinear",
+    "MaskedAutoregressive",
     "NumericalInverse",
     "Permute",
     "Planar",
@@ -62,6 +72,8 @@ __all__ = [
     "SinhConjugation",
     "SoftPlus",
     "Tanh",
+    "TriangularAffine",
     "Vmap",
     "angle_fourier_features",
+    "coupling_mask",
 ]

@@ -32,10 +32,16 @@ from typing import ClassVar
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jax.flatten_util import ravel_pytree
 from jax.typing import ArrayLike
 
 from ._base import AbstractBijection
+from ._conditioned import (
+    check_network,
+    moved_template,
+    split_network,
+    template_size,
+    zero_last_linear,
+)
 from ._parameters import as_float_array, log_of_positive
 
 # ---------------------------------------------------------------------------
@@ -261,32 +267,6 @@ def angle_fourier_features(direction: ArrayLike, n_frequencies: int) -> jax.Arra
     return jnp.stack(cosines + sines)
 
 
-def _is_linear(node) -> bool:
-    return isinstance(node, eqx.nn.Linear)
-
-
-def _last_linear(network):
-    linears = [n for n in jax.tree.leaves(network, is_leaf=_is_linear) if _is_linear(n)]
-    return linears[-1] if linears else None
-
-
-def _zero_last_linear(network):
-    """The network with the weight and bias of its last `eqx.nn.Linear` zeroed."""
-    if _last_linear(network) is None:
-        raise ValueError(
-            "RadialConditional(zero_init=True) zeroes the last eqx.nn.Linear of the "
-            f"network so that the layer starts as its template, but the "
-            f"{type(network).__name__} holds none. Make the network's output zero "
-            "at initialisation yourself and pass zero_init=False."
-        )
-
-    def where(tree):
-        last = _last_linear(tree)
-        return (last.weight,) if last.bias is None else (last.weight, last.bias)
-
-    return eqx.tree_at(where, network, replace_fn=jnp.zeros_like)
-
-
 class RadialConditional(AbstractBijection):
     r"""A ray transform whose radius map depends on the direction.
 
@@ -298,9 +278,9 @@ class RadialConditional(AbstractBijection):
 
     where $\rho_\theta$ is the radius map of `RayTransform` built from the
     scalar bijection with parameters $\theta$. The `scalar_bijection` is a
-    template: $\theta_0$ is the flat vector of its inexact array leaves, in the
-    order of `jax.flatten_util.ravel_pytree(eqx.filter(template,
-    eqx.is_inexact_array))`, and the network adds to it one value per entry.
+    template: $\theta_0$ is the flat vector of its trainable leaves (inexact
+    arrays that are not buffers), in `jax.flatten_util.ravel_pytree` order, and
+    the network adds to it one value per entry.
     $\phi(u)$ is $u$ itself, or, in 2-D with `n_frequencies=K`,
     `angle_fourier_features(u, K)`. Use `RadialConditional.network_sizes` for the
     input and output sizes the network needs.
@@ -381,27 +361,11 @@ class RadialConditional(AbstractBijection):
         in_size, out_size = RadialConditional.network_sizes(
             scalar_bijection, dim=dim, n_frequencies=n_frequencies
         )
-        features = jax.ShapeDtypeStruct((in_size,), jnp.result_type(float))
-        try:
-            output = eqx.filter_eval_shape(network, features)
-        except Exception as error:
-            raise ValueError(
-                f"RadialConditional: the network could not be called on features of "
-                f"shape ({in_size},) ({error}). Build it for in_size={in_size}, e.g. "
-                f"eqx.nn.MLP({in_size}, {out_size}, width, depth, key=key)."
-            ) from error
-        if tuple(getattr(output, "shape", ())) != (out_size,):
-            raise ValueError(
-                "RadialConditional: the network must output one value per inexact "
-                f"parameter of the template, shape ({out_size},); it outputs shape "
-                f"{tuple(getattr(output, 'shape', ()))}. Build it with "
-                f"out_size={out_size}."
-            )
+        check_network("RadialConditional", network, in_size, out_size)
         self.scalar_bijection = scalar_bijection
-        network = _zero_last_linear(network) if zero_init else network
-        # The network's callables (activations) live in a static field, so that
-        # the layer's leaves are arrays only and plain `jax.jit` accepts it.
-        self.network, self.network_static = eqx.partition(network, eqx.is_array)
+        if zero_init:
+            network = zero_last_linear("RadialConditional", network)
+        self.network, self.network_static = split_network(network)
         self.center = _vector_parameter("RadialConditional", "center", center, dim)
         self.log_scale = _vector_parameter(
             "RadialConditional", "log_scale", log_scale, dim
@@ -425,7 +389,7 @@ class RadialConditional(AbstractBijection):
 
         Returns:
             `in_size` (`dim`, or `2 * n_frequencies`) and `out_size` (the number
-            of entries in the template's inexact array leaves).
+            of trainable entries of the template).
         """
         if n_frequencies is not None:
             if int(dim) != 2:
@@ -439,8 +403,7 @@ class RadialConditional(AbstractBijection):
                     f"{n_frequencies}."
                 )
         in_size = int(dim) if n_frequencies is None else 2 * int(n_frequencies)
-        leaves = jax.tree.leaves(eqx.filter(scalar_bijection, eqx.is_inexact_array))
-        return in_size, sum(int(jnp.size(leaf)) for leaf in leaves)
+        return in_size, template_size(scalar_bijection)
 
     def _radius_bijection(self, direction: jax.Array) -> AbstractBijection:
         """The template with its parameters moved by the network at `direction`."""
@@ -448,11 +411,8 @@ class RadialConditional(AbstractBijection):
             features = direction
         else:
             features = angle_fourier_features(direction, self.n_frequencies)
-        parameters, static = eqx.partition(self.scalar_bijection, eqx.is_inexact_array)
-        flat, unravel = ravel_pytree(parameters)
         network = eqx.combine(self.network, self.network_static)
-        flat = flat + network(features.astype(flat.dtype)).astype(flat.dtype)
-        return eqx.combine(unravel(flat), static)
+        return moved_template(self.scalar_bijection, network(features))
 
     def _run(self, value, inverse: bool):
         offset = value - self.center

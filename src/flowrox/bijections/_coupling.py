@@ -1,0 +1,257 @@
+r"""Coupling layers (Dinh et al. 2015, 2017; Durkan et al. 2019).
+
+A mask splits the event into a transformed part $x_T$ and an untransformed part
+$x_U$. The untransformed part (and the context) set the parameters of an
+elementwise transformer applied to the transformed part:
+
+$$y_U = x_U, \qquad y_T = \tau\big(x_T;\ \theta(x_U, c)\big).$$
+
+The Jacobian is block triangular with an identity block, so the log-det is the
+sum of the transformer's log-derivatives, and the inverse is one pass too.
+"""
+
+from collections.abc import Callable, Sequence
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.typing import ArrayLike
+
+from ._base import AbstractBijection
+from ._conditioned import (
+    apply_template,
+    check_network,
+    check_template,
+    split_network,
+    template_size,
+    zero_last_linear,
+)
+
+MASKS = ("half", "alternating", "checkerboard")
+
+
+def coupling_mask(
+    shape: Sequence[int], kind: str = "half", *, flip: bool = False
+) -> np.ndarray:
+    """A boolean mask of the event shape: True where a coupling layer transforms.
+
+    - `"half"`: the second half of the flattened event (the larger half when the
+      size is odd);
+    - `"alternating"`: every other element of the flattened event (odd indices);
+    - `"checkerboard"`: the sites whose index sum is odd, for lattice-shaped
+      events of any number of dimensions (e.g. shape `(L, L)`).
+
+    `flip=True` swaps the two parts, so that two layers with opposite flips
+    transform every element once.
+
+    Args:
+        shape: the event shape.
+        kind: `"half"`, `"alternating"` or `"checkerboard"`.
+        flip: swap transformed and untransformed.
+
+    Returns:
+        A numpy boolean array of shape `shape`.
+
+    Example:
+        >>> from flowrox.bijections import coupling_mask
+        >>> coupling_mask((2, 3), "checkerboard").astype(int).tolist()
+        [[0, 1, 0], [1, 0, 1]]
+        >>> coupling_mask((5,), "half").astype(int).tolist()
+        [0, 0, 1, 1, 1]
+    """
+    shape = tuple(int(n) for n in shape)
+    size = int(np.prod(shape, dtype=int))
+    if kind == "half":
+        mask = np.arange(size) >= size // 2
+    elif kind == "alternating":
+        mask = np.arange(size) % 2 == 1
+    elif kind == "checkerboard":
+        mask = (np.indices(shape).sum(axis=0) % 2 == 1).reshape(-1)
+    else:
+        raise ValueError(
+            f"coupling_mask: kind must be one of {MASKS}; got {kind!r}. For another "
+            "split pass a boolean array of the event shape as the mask."
+        )
+    return (mask != bool(flip)).reshape(shape)
+
+
+def _indices_and_slices(mask: np.ndarray):
+    transformed = tuple(int(i) for i in np.flatnonzero(mask.reshape(-1)))
+    untransformed = tuple(int(i) for i in np.flatnonzero(~mask.reshape(-1)))
+    return transformed, untransformed
+
+
+def _take(flat, indices: tuple[int, ...]):
+    # A contiguous block is a slice (cheaper than a gather, for XLA and for AD).
+    start = indices[0]
+    if indices == tuple(range(start, start + len(indices))):
+        return jax.lax.slice_in_dim(flat, start, start + len(indices))
+    return flat[np.asarray(indices)]
+
+
+def _merge(kept, changed, untransformed, transformed):
+    """The flat event with `kept` at `untransformed` and `changed` at `transformed`."""
+    n = len(untransformed) + len(transformed)
+    if untransformed == tuple(range(len(untransformed))) and transformed == tuple(
+        range(len(untransformed), n)
+    ):
+        return jnp.concatenate([kept, changed])
+    flat = jnp.zeros((n,), jnp.result_type(kept, changed))
+    flat = flat.at[np.asarray(untransformed)].set(kept)
+    return flat.at[np.asarray(transformed)].set(changed)
+
+
+class Coupling(AbstractBijection):
+    r"""A coupling layer: a network of the untransformed part (and the context)
+    sets an elementwise transformer on the transformed part.
+
+    $y_U = x_U$ and $y_T = \tau(x_T; \theta_0 + \mathrm{net}([x_U, c]))$, where
+    the transformer $\tau$ is any flowrox bijection of shape `()` (`Affine()`,
+    `RationalQuadraticSpline(-5, 5, 8)`, `CubicConjugation()`, ...) used as a
+    template: $\theta_0$ are its trainable leaves, and the conditioner adds one
+    value per leaf entry for every transformed element, in
+    `jax.flatten_util.ravel_pytree` order (`Coupling.conditioner_sizes` gives the
+    sizes). With `zero_init=True` the conditioner's last `eqx.nn.Linear` starts
+    at zero, so a new layer is its template on every element: the identity for
+    the default templates.
+
+    The mask is `"half"`, `"alternating"`, `"checkerboard"` (see
+    `coupling_mask`; `flip=True` swaps the parts) or a boolean array of the
+    event shape, True where the layer transforms. Any event shape works: the
+    conditioner sees the untransformed elements flattened, followed by the
+    flattened context.
+
+    Args:
+        transformer: the template bijection, shape `()`.
+        conditioner: a network from `in_size` to `out_size` (see
+            `conditioner_sizes`), or None to build an `eqx.nn.MLP` from `key`,
+            `hidden`, `depth` and `activation`.
+        mask: the mask kind or a boolean array.
+        shape: the event shape.
+        cond_shape: the context shape, or None.
+        flip: swap the parts of a named mask.
+        key: the key for the default conditioner.
+        hidden: the default conditioner's width.
+        depth: the default conditioner's number of hidden layers.
+        activation: the default conditioner's activation.
+        zero_init: zero the conditioner's last linear layer.
+
+    Example:
+        >>> import jax
+        >>> import jax.numpy as jnp
+        >>> from flowrox.bijections import Coupling, RationalQuadraticSpline
+        >>> layer = Coupling(
+        ...     RationalQuadraticSpline(-4.0, 4.0, 8), mask="half", shape=(4,),
+        ...     key=jax.random.key(0),
+        ... )
+        >>> x = jnp.array([0.1, -0.3, 1.2, 2.0])
+        >>> bool(jnp.allclose(layer.transform(x), x))  # new layers are the identity
+        True
+    """
+
+    transformer: AbstractBijection
+    conditioner: eqx.Module
+    conditioner_static: eqx.Module = eqx.field(static=True)
+    transformed: tuple[int, ...] = eqx.field(static=True)
+    untransformed: tuple[int, ...] = eqx.field(static=True)
+    shape: tuple[int, ...] = eqx.field(static=True)
+    cond_shape: tuple[int, ...] | None = eqx.field(static=True)
+
+    def __init__(
+        self,
+        transformer: AbstractBijection,
+        conditioner: Callable | None = None,
+        mask: str | ArrayLike = "half",
+        *,
+        shape: Sequence[int],
+        cond_shape: Sequence[int] | None = None,
+        flip: bool = False,
+        key: jax.Array | None = None,
+        hidden: int = 64,
+        depth: int = 2,
+        activation: Callable = jax.nn.relu,
+        zero_init: bool = True,
+    ):
+        check_template("Coupling", transformer)
+        self.shape = tuple(int(n) for n in shape)
+        self.cond_shape = None if cond_shape is None else tuple(map(int, cond_shape))
+        if isinstance(mask, str):
+            mask = coupling_mask(self.shape, mask, flip=flip)
+        mask = np.asarray(mask)
+        if mask.dtype != bool or mask.shape != self.shape:
+            raise ValueError(
+                f"Coupling expected a boolean mask of the event shape {self.shape}, "
+                f"got dtype {mask.dtype} and shape {mask.shape}."
+            )
+        if mask.all() or not mask.any():
+            raise ValueError(
+                "Coupling: the mask must transform some elements and keep others; "
+                f"it marks {int(mask.sum())} of {mask.size} elements as transformed."
+            )
+        self.transformed, self.untransformed = _indices_and_slices(mask)
+        in_size, out_size = Coupling.conditioner_sizes(
+            transformer, mask, cond_shape=self.cond_shape
+        )
+        if conditioner is None:
+            if key is None:
+                raise ValueError(
+                    "Coupling needs a conditioner network or a key to build the "
+                    "default one: pass key=jax.random.key(...)."
+                )
+            conditioner = eqx.nn.MLP(
+                in_size, out_size, hidden, depth, activation=activation, key=key
+            )
+        check_network("Coupling", conditioner, in_size, out_size)
+        if zero_init:
+            conditioner = zero_last_linear("Coupling", conditioner)
+        self.conditioner, self.conditioner_static = split_network(conditioner)
+        self.transformer = transformer
+
+    @staticmethod
+    def conditioner_sizes(
+        transformer: AbstractBijection,
+        mask: ArrayLike,
+        *,
+        cond_shape: Sequence[int] | None = None,
+    ) -> tuple[int, int]:
+        """The conditioner's `(in_size, out_size)`.
+
+        Args:
+            transformer: the template bijection.
+            mask: the boolean mask (True: transformed).
+            cond_shape: the context shape, or None.
+
+        Returns:
+            `in_size`: untransformed elements plus context entries; `out_size`:
+            transformed elements times the template's parameter count.
+        """
+        mask = np.asarray(mask, dtype=bool)
+        n_context = 0 if cond_shape is None else int(np.prod(cond_shape, dtype=int))
+        in_size = int((~mask).sum()) + n_context
+        return in_size, int(mask.sum()) * template_size(transformer)
+
+    def _offsets(self, kept, condition):
+        features = (
+            kept
+            if condition is None
+            else jnp.concatenate([kept, condition.reshape(-1).astype(kept.dtype)])
+        )
+        network = eqx.combine(self.conditioner, self.conditioner_static)
+        return network(features).reshape(len(self.transformed), -1)
+
+    def _run(self, value, condition, inverse: bool):
+        flat = value.reshape(-1)
+        kept = _take(flat, self.untransformed)
+        offsets = self._offsets(kept, condition)
+        changed, log_derivatives = apply_template(
+            self.transformer, offsets, _take(flat, self.transformed), inverse
+        )
+        out = _merge(kept, changed, self.untransformed, self.transformed)
+        return out.reshape(value.shape), jnp.sum(log_derivatives)
+
+    def transform_and_log_det(self, x, condition=None):
+        return self._run(x, condition, inverse=False)
+
+    def inverse_and_log_det(self, y, condition=None):
+        return self._run(y, condition, inverse=True)
