@@ -4,6 +4,8 @@ import importlib.metadata
 
 from . import bijections as bijections
 from . import distributions as distributions
+from . import flows as flows
+from . import nn as nn
 from . import priors as priors
 from . import train as train
 from ._bayes import RandomLeaf as RandomLeaf
@@ -31,7 +33,9 @@ __all__ = [
     "buffer",
     "deterministic",
     "distributions",
+    "flows",
     "init_to_module",
+    "nn",
     "param_module",
     "posterior_modules",
     "priors",

@@ -240,6 +240,29 @@ class Flow(_KeyedDistribution):
             method, self.bijection, value, self.condition, owner="Flow"
         )
 
+    def with_condition(self, condition: ArrayLike) -> "Flow":
+        """The same flow given another context (or a batch of contexts).
+
+        The flow's base must not already carry a batch of earlier contexts:
+        call it on a flow built with one context, as the builders in
+        `flowrox.flows` return.
+
+        Args:
+            condition: shape `(*batch, *cond_shape)`.
+
+        Returns:
+            A `Flow` with batch shape `batch`.
+        """
+        if self.condition is not None and jnp.ndim(self.condition) > len(
+            self.bijection.cond_shape
+        ):
+            raise ValueError(
+                "Flow.with_condition: this flow already holds a batch of contexts "
+                f"(condition shape {jnp.shape(self.condition)}); call with_condition "
+                "on the flow built with a single context."
+            )
+        return Flow(self.base_dist, self.bijection, condition, support=self._support)
+
     def log_prob(self, value) -> jax.Array:
         """Log density: `(*sample, *batch, *event)` -> `(*sample, *batch)`."""
         x, log_det = self._map("inverse_and_log_det", value)

@@ -5,7 +5,8 @@ Germain et al. (2015). Input $i$ has degree $d_i$ (its rank in the order, from
 the inputs and units of degree at most its own, and the outputs for input $i$
 see the hidden units of degree below $d_i$. So the outputs for input $i$ depend
 on the inputs earlier in the order only. Context entries have degree 0: every
-hidden unit sees them.
+hidden unit sees them, and with a context some hidden units get degree 0 (they
+see the context only), so that even the first output depends on it.
 """
 
 from collections.abc import Callable, Sequence
@@ -16,9 +17,10 @@ import jax.numpy as jnp
 import numpy as np
 
 
-def _hidden_degrees(width: int, dim: int) -> np.ndarray:
-    if dim == 1:
-        return np.zeros(width, dtype=int)
+def _hidden_degrees(width: int, dim: int, conditional: bool) -> np.ndarray:
+    # Degree-0 units see only the context; they carry it to the first output.
+    if conditional or dim == 1:
+        return np.arange(width) % dim
     return np.arange(width) % (dim - 1) + 1
 
 
@@ -98,7 +100,7 @@ class MADE(eqx.Module):
         in_degrees = jnp.concatenate(
             [input_degrees, jnp.zeros(cond_size, dtype=jnp.int32)]
         )
-        hidden_degrees = jnp.asarray(_hidden_degrees(hidden, dim))
+        hidden_degrees = jnp.asarray(_hidden_degrees(hidden, dim, cond_size > 0))
         output_degrees = jnp.repeat(input_degrees, out_per_input)
 
         masks = [hidden_degrees[:, None] >= in_degrees[None, :]]

@@ -1,0 +1,252 @@
+"""Coupling and autoregressive structure, the flow builders, Bayesian flows."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+import optax
+import pytest
+from numpyro.infer import SVI, Trace_ELBO
+
+import flowrox
+from flowrox.bijections import (
+    Affine,
+    Coupling,
+    MaskedAutoregressive,
+    RationalQuadraticSpline,
+    coupling_mask,
+)
+from flowrox.flows import coupling_flow, masked_autoregressive_flow, spline_flow
+from flowrox.nn import MADE
+from flowrox.train import fit_to_data
+
+
+@pytest.mark.parametrize("kind", ["half", "alternating", "checkerboard"])
+def test_coupling_jacobian_is_block_triangular_with_an_identity_block(kind):
+    shape = (3, 4)
+    layer = Coupling(
+        RationalQuadraticSpline(-3.0, 3.0, 4),
+        mask=kind,
+        shape=shape,
+        key=jax.random.key(0),
+        hidden=8,
+        depth=1,
+        zero_init=False,
+    )
+    x = jax.random.normal(jax.random.key(1), shape)
+    jacobian = jax.jacobian(layer.transform)(x).reshape(12, 12)
+    mask = coupling_mask(shape, kind).reshape(-1)
+    kept, changed = np.flatnonzero(~mask), np.flatnonzero(mask)
+    np.testing.assert_array_equal(jacobian[np.ix_(kept, kept)], np.eye(kept.size))
+    np.testing.assert_array_equal(jacobian[np.ix_(kept, changed)], 0.0)
+    # The transformed block is diagonal (elementwise), and the transformed part
+    # really depends on the kept part.
+    block = jacobian[np.ix_(changed, changed)]
+    np.testing.assert_array_equal(block - np.diag(np.diag(block)), 0.0)
+    assert np.all(np.diag(block) > 0)
+    assert np.any(jacobian[np.ix_(changed, kept)] != 0)
+
+
+def test_checkerboard_mask_is_the_parity_of_the_index_sum():
+    mask = coupling_mask((4, 4, 2), "checkerboard")
+    i, j, k = np.indices((4, 4, 2))
+    np.testing.assert_array_equal(mask, (i + j + k) % 2 == 1)
+    np.testing.assert_array_equal(
+        coupling_mask((4, 4, 2), "checkerboard", flip=True), ~mask
+    )
+
+
+@pytest.mark.parametrize("one_pass", ["inverse", "forward"])
+def test_made_jacobian_is_triangular_in_the_chosen_order(one_pass):
+    layer = MaskedAutoregressive(
+        Affine(),
+        shape=(5,),
+        key=jax.random.key(2),
+        hidden=16,
+        depth=2,
+        order="random",
+        one_pass=one_pass,
+        activation=jnp.tanh,
+        zero_init=False,
+    )
+    order = np.asarray(layer.order)
+    assert sorted(order.tolist()) == list(range(5))
+    assert order.tolist() != list(range(5))  # this key draws a non-trivial order
+    x = jax.random.normal(jax.random.key(3), (5,))
+    jacobian = np.asarray(jax.jacobian(layer.transform)(x))
+    # In the order, the Jacobian is lower triangular with a positive diagonal,
+    # and every sub-diagonal entry is reached.
+    ordered = jacobian[np.ix_(order, order)]
+    np.testing.assert_allclose(np.triu(ordered, 1), 0.0, atol=1e-7)
+    assert np.all(np.diag(ordered) > 0)
+    assert np.all(np.abs(np.tril(ordered, -1))[np.tril_indices(5, -1)] > 0)
+
+
+def test_made_outputs_see_only_earlier_inputs_and_every_context_entry():
+    made = MADE(
+        4,
+        2,
+        hidden=12,
+        depth=2,
+        key=jax.random.key(4),
+        cond_size=3,
+        activation=jnp.tanh,
+    )
+    x, c = jnp.ones(4), jnp.ones(3)
+    dx = jnp.abs(jax.jacobian(made, argnums=0)(x, c)).sum(1)  # (4 outputs, 4 in)
+    dc = jnp.abs(jax.jacobian(made, argnums=1)(x, c)).sum(1)
+    np.testing.assert_array_equal(dx > 0, np.tril(np.ones((4, 4)), -1) > 0)
+    assert np.all(dc > 0)
+
+
+BUILDERS = {
+    "coupling": lambda key, **kw: coupling_flow(key, 3, layers=3, hidden=8, **kw),
+    "spline": lambda key, **kw: spline_flow(key, 3, layers=3, hidden=8, **kw),
+    "maf": lambda key, **kw: masked_autoregressive_flow(
+        key, 3, layers=3, hidden=8, **kw
+    ),
+    "iaf-spline": lambda key, **kw: masked_autoregressive_flow(
+        key,
+        3,
+        layers=3,
+        hidden=8,
+        transformer=RationalQuadraticSpline(-4.0, 4.0, 4),
+        one_pass="forward",
+        **kw,
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BUILDERS))
+def test_a_new_flow_is_its_base_distribution(name):
+    flow = BUILDERS[name](jax.random.key(0))
+    x = jnp.array([[0.3, -1.0, 2.5], [7.0, 0.0, -0.2]])  # one point beyond the spline
+    expected = dist.Normal(0.0, 1.0).log_prob(x).sum(-1)
+    np.testing.assert_allclose(jax.jit(flow.log_prob)(x), expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["spline", "maf"])
+def test_a_conditional_flow_is_a_batch_of_distributions(name):
+    flow = BUILDERS[name](jax.random.key(1), cond_dim=2)
+    # Move the conditioners away from zero so the context matters.
+    flow = jax.tree.map(
+        lambda leaf: leaf + 0.3 if eqx.is_inexact_array(leaf) else leaf, flow
+    )
+    contexts = jnp.array([[0.0, 1.0], [2.0, -1.0], [0.5, 0.5]])
+    batched = flow.with_condition(contexts)
+    assert batched.batch_shape == (3,)
+    x = jnp.array([0.2, -0.4, 1.0])
+    log_probs = jax.jit(batched.log_prob)(x)
+    one_by_one = [flow.with_condition(c).log_prob(x) for c in contexts]
+    np.testing.assert_allclose(log_probs, one_by_one, rtol=1e-5, atol=1e-6)
+    assert np.ptp(np.asarray(log_probs)) > 1e-3
+    samples = batched.sample(jax.random.key(2), (4,))
+    assert samples.shape == (4, 3, 3)
+
+
+def test_compiled_program_does_not_grow_with_depth():
+    # Scan traces one layer whatever the depth: the jaxprs of log_prob for 5 and
+    # 20 layers have the same equations (benchmarks/bench_flows.py times it).
+    def count(jaxpr):
+        total = 0
+        for equation in jaxpr.eqns:
+            total += 1
+            for value in equation.params.values():
+                inner = getattr(value, "jaxpr", value)
+                if hasattr(inner, "eqns"):
+                    total += count(inner)
+        return total
+
+    def equations(layers):
+        flow = spline_flow(jax.random.key(0), 4, layers=layers, hidden=16)
+        return count(jax.make_jaxpr(flow.log_prob)(jnp.zeros((8, 4))).jaxpr)
+
+    assert equations(5) == equations(20)
+
+
+def test_builders_reject_bad_arguments():
+    with pytest.raises(ValueError, match="at least 2 elements"):
+        spline_flow(jax.random.key(0), 1)
+    with pytest.raises(ValueError, match="layers must be at least 1"):
+        coupling_flow(jax.random.key(0), 2, layers=0)
+    with pytest.raises(ValueError, match="vector event shape"):
+        masked_autoregressive_flow(jax.random.key(0), (2, 2))
+    with pytest.raises(ValueError, match="kind must be one of"):
+        coupling_flow(jax.random.key(0), 4, mask="stripes")
+    with pytest.raises(ValueError, match="shape \\(\\)"):
+        coupling_flow(jax.random.key(0), 4, transformer=Affine(shape=(4,)))
+
+
+def test_a_bayesian_spline_flow_has_priors_centred_on_the_identity():
+    flow = spline_flow(jax.random.key(0), 2, layers=2, hidden=8)
+    prior_flow = flowrox.bayesian(
+        flow, flowrox.priors.init_matched(centred_on_init=True)
+    )
+
+    def model():
+        sampled = flowrox.sample_module("flow", prior_flow)
+        numpyro.deterministic("log_prob", sampled.log_prob(jnp.array([0.5, -0.5])))
+
+    trace = numpyro.handlers.trace(numpyro.handlers.seed(model, 0)).get_trace()
+    sites = [name for name, site in trace.items() if site["type"] == "sample"]
+    # One site per conditioner leaf (and the spline templates), stacked over
+    # the 2 layers in a plate; names come from the pytree paths.
+    assert any("conditioner.layers.2.weight" in name for name in sites), sites
+    last_weight = next(n for n in sites if n.endswith("conditioner.layers.2.weight"))
+    prior = trace[last_weight]["fn"]
+    # The last conditioner layer starts at zero, and its prior is centred there.
+    np.testing.assert_array_equal(prior.mean, 0.0)
+    # The prior mean of every site is the identity flow.
+    means = {name: trace[name]["fn"].mean for name in sites}
+    substituted = numpyro.handlers.substitute(model, data=means)
+    trace = numpyro.handlers.trace(numpyro.handlers.seed(substituted, 1)).get_trace()
+    expected = dist.Normal(0.0, 1.0).log_prob(jnp.array([0.5, -0.5])).sum()
+    np.testing.assert_allclose(trace["log_prob"]["value"], expected, rtol=1e-6)
+
+
+def test_a_flow_guide_with_param_module_fits_a_gaussian_posterior():
+    # y_i ~ N(z, 1) with z ~ N(0, I): the posterior is N(sum y / (n + 1), I / (n + 1)).
+    data = jnp.array([[1.0, -0.5], [2.0, 0.5], [1.5, 0.0]])
+
+    def model():
+        z = numpyro.sample("z", dist.Normal(0.0, 1.0).expand([2]).to_event(1))
+        with numpyro.plate("data", 3):
+            numpyro.sample("y", dist.Normal(z, 1.0).to_event(1), obs=data)
+
+    flow = coupling_flow(jax.random.key(0), 2, layers=2, hidden=8)
+
+    def guide():
+        trained = flowrox.param_module("guide_flow", flow)
+        numpyro.sample("z", trained)
+
+    schedule = optax.exponential_decay(1e-2, 3000, 0.05)
+    svi = SVI(model, guide, optax.adam(schedule), Trace_ELBO(num_particles=16))
+    result = svi.run(jax.random.key(1), 3000, progress_bar=False)
+    samples = numpyro.infer.Predictive(guide, params=result.params, num_samples=4000)(
+        jax.random.key(2)
+    )["z"]
+    np.testing.assert_allclose(samples.mean(0), data.sum(0) / 4, atol=0.05)
+    np.testing.assert_allclose(samples.std(0), 0.5, atol=0.03)
+
+
+def test_fit_to_data_trains_a_conditional_maf():
+    # x | c ~ N(2c, 0.5^2): a MAF with an affine transformer learns it exactly.
+    keys = jax.random.split(jax.random.key(0), 3)
+    c = jax.random.uniform(keys[0], (3000, 1), minval=-1.0, maxval=1.0)
+    x = 2.0 * c + 0.5 * jax.random.normal(keys[1], (3000, 2))
+    flow = masked_autoregressive_flow(keys[2], 2, layers=1, hidden=8, cond_dim=1)
+    flow, _ = fit_to_data(
+        jax.random.key(1),
+        flow,
+        x,
+        condition=c,
+        learning_rate=1e-2,
+        steps=600,
+        patience=None,
+        progress=False,
+    )
+    truth = dist.Normal(2.0 * c, 0.5).to_event(1).log_prob(x)
+    fitted = flow.with_condition(c).log_prob(x)
+    assert abs(float(jnp.mean(truth - fitted))) < 0.03
