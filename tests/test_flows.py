@@ -250,3 +250,87 @@ def test_fit_to_data_trains_a_conditional_maf():
     truth = dist.Normal(2.0 * c, 0.5).to_event(1).log_prob(x)
     fitted = flow.with_condition(c).log_prob(x)
     assert abs(float(jnp.mean(truth - fitted))) < 0.03
+
+
+def _ring(key, n):
+    angles = 2 * jnp.pi * jnp.arange(8) / 8
+    means = 2.0 * jnp.stack([jnp.cos(angles), jnp.sin(angles)], -1)
+    index_key, noise_key = jax.random.split(key)
+    index = jax.random.randint(index_key, (n,), 0, 8)
+    return means[index] + 0.2 * jax.random.normal(noise_key, (n, 2))
+
+
+def _ring_log_prob(x):
+    angles = 2 * jnp.pi * jnp.arange(8) / 8
+    means = 2.0 * jnp.stack([jnp.cos(angles), jnp.sin(angles)], -1)
+    components = dist.Normal(means, 0.2).to_event(1).log_prob(x[:, None, :])
+    return jax.scipy.special.logsumexp(components, -1) - jnp.log(8.0)
+
+
+def _banana(key, n):
+    first, second = jax.random.split(key)
+    x1 = jnp.sqrt(2.0) * jax.random.normal(first, (n,))
+    x2 = x1**2 / 4 + jnp.sqrt(0.5) * jax.random.normal(second, (n,))
+    return jnp.stack([x1, x2], -1)
+
+
+def _banana_log_prob(x):
+    marginal = dist.Normal(0.0, jnp.sqrt(2.0)).log_prob(x[:, 0])
+    return marginal + dist.Normal(x[:, 0] ** 2 / 4, jnp.sqrt(0.5)).log_prob(x[:, 1])
+
+
+def _fit_spline_flow(data, condition=None, cond_dim=None, steps=3000):
+    flow = spline_flow(jax.random.key(2), data.shape[1], layers=8, cond_dim=cond_dim)
+    optimizer = optax.chain(
+        optax.clip_by_global_norm(1.0),
+        optax.adam(optax.warmup_cosine_decay_schedule(0.0, 3e-3, 200, steps)),
+    )
+    flow, _ = fit_to_data(
+        jax.random.key(3),
+        flow,
+        data,
+        condition=condition,
+        optimizer=optimizer,
+        steps=steps,
+        patience=None,
+        progress=False,
+    )
+    return flow
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("sample", "log_prob"),
+    [(_ring, _ring_log_prob), (_banana, _banana_log_prob)],
+    ids=["ring", "banana"],
+)
+def test_spline_flow_reaches_the_true_density_on_held_out_points(sample, log_prob):
+    data, held_out = sample(jax.random.key(0), 20_000), sample(jax.random.key(1), 5000)
+    flow = _fit_spline_flow(data)
+    nll = float(-jnp.mean(jax.jit(flow.log_prob)(held_out)))
+    truth = float(-jnp.mean(log_prob(held_out)))
+    print(f"held-out NLL {nll:.4f}, true density {truth:.4f}")
+    # Measured gaps: 0.026 (ring), 0.022 (banana); no model beats the truth by
+    # more than the sampling noise (sd ~0.01 nats on 5000 points).
+    assert truth - 0.03 < nll < truth + 0.05, (nll, truth)
+
+
+@pytest.mark.slow
+def test_conditional_spline_flow_learns_a_known_conditional_gaussian():
+    # x | c ~ N((sin 2c, c^2), diag(0.3 + 0.2 c^2)^2): means and scales move with c.
+    def sample(key, n):
+        c_key, x_key = jax.random.split(key)
+        c = jax.random.uniform(c_key, (n, 1), minval=-1.5, maxval=1.5)
+        return c, _conditional(c).sample(x_key)
+
+    def _conditional(c):
+        loc = jnp.concatenate([jnp.sin(2 * c), c**2], -1)
+        return dist.Normal(loc, 0.3 + 0.2 * c**2).to_event(1)
+
+    c, x = sample(jax.random.key(0), 20_000)
+    c_held, x_held = sample(jax.random.key(1), 5000)
+    flow = _fit_spline_flow(x, condition=c, cond_dim=1)
+    nll = float(-jnp.mean(jax.jit(flow.with_condition(c_held).log_prob)(x_held)))
+    truth = float(-jnp.mean(_conditional(c_held).log_prob(x_held)))
+    print(f"held-out NLL {nll:.4f}, true density {truth:.4f}")
+    assert truth - 0.03 < nll < truth + 0.05, (nll, truth)
