@@ -14,7 +14,7 @@ DOCS = pathlib.Path(__file__).parents[1] / "docs"
         # bayesian.md runs NUTS and SVI to convergence: about 40 s.
         pytest.param("bayesian.md", marks=pytest.mark.slow),
         "flows.md",
-        "choosing-a-flow.md",
+        pytest.param("choosing-a-flow.md", marks=pytest.mark.slow),
         "splines.md",
     ],
 )

@@ -30,7 +30,14 @@ from flowrox.nn import MADE
 from flowrox.train import fit_to_data
 
 
-@pytest.mark.parametrize("kind", ["half", "alternating", "checkerboard"])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "checkerboard",
+        pytest.param("half", marks=pytest.mark.slow),
+        pytest.param("alternating", marks=pytest.mark.slow),
+    ],
+)
 def test_coupling_jacobian_is_block_triangular_with_an_identity_block(kind):
     shape = (3, 4)
     layer = Coupling(
@@ -65,7 +72,9 @@ def test_checkerboard_mask_is_the_parity_of_the_index_sum():
     )
 
 
-@pytest.mark.parametrize("one_pass", ["inverse", "forward"])
+@pytest.mark.parametrize(
+    "one_pass", ["inverse", pytest.param("forward", marks=pytest.mark.slow)]
+)
 def test_made_jacobian_is_triangular_in_the_chosen_order(one_pass):
     layer = MaskedAutoregressive(
         Affine(),
@@ -134,7 +143,9 @@ def test_a_new_flow_is_its_base_distribution(name):
     np.testing.assert_allclose(jax.jit(flow.log_prob)(x), expected, rtol=1e-6)
 
 
-@pytest.mark.parametrize("name", ["spline", "maf"])
+@pytest.mark.parametrize(
+    "name", ["spline", pytest.param("maf", marks=pytest.mark.slow)]
+)
 def test_a_conditional_flow_is_a_batch_of_distributions(name):
     flow = BUILDERS[name](jax.random.key(1), cond_dim=2)
     # Move the conditioners away from zero so the context matters.
@@ -153,6 +164,7 @@ def test_a_conditional_flow_is_a_batch_of_distributions(name):
     assert samples.shape == (4, 3, 3)
 
 
+@pytest.mark.slow
 def test_compiled_program_does_not_grow_with_depth():
     # Scan traces one layer whatever the depth: the jaxprs of log_prob for 5 and
     # 20 layers have the same equations (benchmarks/bench_flows.py times it).
@@ -213,6 +225,7 @@ def test_a_bayesian_spline_flow_has_priors_centred_on_the_identity():
     np.testing.assert_allclose(trace["log_prob"]["value"], expected, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_a_flow_guide_with_param_module_fits_a_gaussian_posterior():
     # y_i ~ N(z, 1) with z ~ N(0, I): the posterior is N(sum y / (n + 1), I / (n + 1)).
     data = jnp.array([[1.0, -0.5], [2.0, 0.5], [1.5, 0.0]])
@@ -238,6 +251,7 @@ def test_a_flow_guide_with_param_module_fits_a_gaussian_posterior():
     np.testing.assert_allclose(samples.std(0), 0.5, atol=0.03)
 
 
+@pytest.mark.slow
 def test_fit_to_data_trains_a_conditional_maf():
     # x | c ~ N(2c, 0.5^2): a MAF with an affine transformer learns it exactly.
     keys = jax.random.split(jax.random.key(0), 3)
@@ -348,12 +362,18 @@ def test_conditional_spline_flow_learns_a_known_conditional_gaussian():
     [
         Affine(),
         RationalQuadraticSpline(-2.0, 2.0, 4),
-        RationalQuadraticSpline(-2.0, 2.0, 4, circular=True),
-        RationalQuadraticSpline(
-            -2.0, 2.0, 4, learn_lower_bound=True, learn_upper_bound=True
+        pytest.param(
+            RationalQuadraticSpline(-2.0, 2.0, 4, circular=True),
+            marks=pytest.mark.slow,
         ),
-        CubicConjugation(),
-        SinhArcsinh(),
+        pytest.param(
+            RationalQuadraticSpline(
+                -2.0, 2.0, 4, learn_lower_bound=True, learn_upper_bound=True
+            ),
+            marks=pytest.mark.slow,
+        ),
+        pytest.param(CubicConjugation(), marks=pytest.mark.slow),
+        pytest.param(SinhArcsinh(), marks=pytest.mark.slow),
     ],
     ids=["affine", "spline", "circular", "learn-bounds", "cubic", "sinh-arcsinh"],
 )

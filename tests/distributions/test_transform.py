@@ -73,6 +73,7 @@ def test_batched_conditions_broadcast_against_inputs():
         np.testing.assert_allclose(row, bijection.transform(jnp.ones(2), c), rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_transform_reparam_with_nuts_gives_the_conjugate_posterior():
     # y ~ N(1 + 2 x) through a BijectionTransform; NumPyro samples the base x.
     transform = BijectionTransform(Affine(jnp.array([1.0]), 2.0))
