@@ -21,18 +21,24 @@ from ._base import AbstractBijection
 from ._elementwise import AbstractElementwise
 
 
-def check_template(owner: str, template) -> None:
+def check_template(
+    owner: str,
+    template,
+    *,
+    role: str = "its transformer",
+    hint: str = "RationalQuadraticSpline(-5.0, 5.0, 8) or Affine()",
+) -> None:
+    """Raises a clear error unless `template` is an unconditional scalar bijection."""
     if not isinstance(template, AbstractBijection):
         raise TypeError(
-            f"{owner} expected a flowrox bijection as its transformer, got "
+            f"{owner} expected a flowrox bijection as {role}, got "
             f"{type(template).__name__}."
         )
     if tuple(template.shape) != () or template.cond_shape is not None:
         raise ValueError(
-            f"{owner} applies its transformer to one element at a time, so it must "
-            f"be an unconditional bijection of shape (); got shape "
-            f"{tuple(template.shape)} and cond_shape {template.cond_shape}. Build it "
-            "without a shape, e.g. RationalQuadraticSpline(-5.0, 5.0, 8) or Affine()."
+            f"{owner} expected an unconditional scalar bijection (shape (), "
+            f"cond_shape None) as {role}; got shape {tuple(template.shape)} and "
+            f"cond_shape {template.cond_shape}. Build it with shape (), e.g. {hint}."
         )
 
 

@@ -37,6 +37,7 @@ from jax.typing import ArrayLike
 from ._base import AbstractBijection
 from ._conditioned import (
     check_network,
+    check_template,
     moved_template,
     split_network,
     template_size,
@@ -74,18 +75,12 @@ def _log_softplus(z: jax.Array) -> jax.Array:
 
 
 def _check_scalar_bijection(owner: str, bijection) -> None:
-    if not isinstance(bijection, AbstractBijection):
-        raise TypeError(
-            f"{owner} expected a flowrox bijection as scalar_bijection, got "
-            f"{type(bijection).__name__}."
-        )
-    if tuple(bijection.shape) != () or bijection.cond_shape is not None:
-        raise ValueError(
-            f"{owner} expected an unconditional scalar bijection (shape (), "
-            f"cond_shape None) for the radius; got shape {tuple(bijection.shape)} "
-            f"and cond_shape {bijection.cond_shape}. Build it with shape (), e.g. "
-            "SinhArcsinh(0.0, 1.0), or a Scan of stacked scalar layers."
-        )
+    check_template(
+        owner,
+        bijection,
+        role="the radius map",
+        hint="SinhArcsinh(0.0, 1.0), or a Scan of stacked scalar layers",
+    )
 
 
 def _vector_parameter(owner: str, name: str, value, dim: int) -> jax.Array:
