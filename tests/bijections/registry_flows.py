@@ -9,6 +9,7 @@ import jax.numpy as jnp
 
 from flowrox.bijections import (
     Affine,
+    BlockNeuralAutoregressive,
     Coupling,
     Householder,
     LULinear,
@@ -125,7 +126,21 @@ def _householder(key):
     return layer, _normal(x_key, (3,)), None
 
 
+def _bnaf(key):
+    net_key, x_key = jax.random.split(key)
+    layer = BlockNeuralAutoregressive(4, key=net_key, hidden=3, depth=2)
+    return layer, 1.5 * _normal(x_key, (4,)), None
+
+
+def _bnaf_conditional(key):
+    net_key, x_key, c_key = jax.random.split(key, 3)
+    layer = BlockNeuralAutoregressive(3, key=net_key, hidden=2, cond_shape=(2,))
+    return layer, _normal(x_key, (3,)), _normal(c_key, (2,))
+
+
 FLOW_CASES = {
+    "BlockNeuralAutoregressive": _bnaf,
+    "BlockNeuralAutoregressive-conditional": _bnaf_conditional,
     "Coupling": _coupling_spline,
     "Coupling-checkerboard": _coupling_checkerboard,
     "Coupling-conditional": _coupling_conditional,

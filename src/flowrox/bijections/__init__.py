@@ -9,6 +9,7 @@ from ._analytic import CubicRational as CubicRational
 from ._analytic import SinhConjugation as SinhConjugation
 from ._autoregressive import MaskedAutoregressive as MaskedAutoregressive
 from ._base import AbstractBijection as AbstractBijection
+from ._block_neural import BlockNeuralAutoregressive as BlockNeuralAutoregressive
 from ._chain import Chain as Chain
 from ._chain import Invert as Invert
 from ._coupling import Coupling as Coupling
@@ -44,6 +45,7 @@ __all__ = [
     "AbstractBijection",
     "AbstractElementwise",
     "Affine",
+    "BlockNeuralAutoregressive",
     "Chain",
     "Coupling",
     "CubicConjugation",

@@ -14,16 +14,14 @@ def _forward(numerical, x, condition):
     return numerical.bijection.transform(x, condition)
 
 
-def _value_and_slope(numerical, x, condition):
-    """f(x) and f'(x) elementwise: the Jacobian of an elementwise map is diagonal."""
-    return jax.jvp(
-        lambda v: _forward(numerical, v, condition), (x,), (jnp.ones_like(x),)
-    )
+def _value_and_slope(f, x):
+    """f(x) and f'(x) elementwise, for an elementwise (diagonal-Jacobian) f."""
+    return jax.jvp(f, (x,), (jnp.ones_like(x),))
 
 
-def _solve(numerical: "NumericalInverse", y, condition):
-    """Solves f(x) = y elementwise: bracket, bisect, then safeguarded Newton."""
-    f = functools.partial(_forward, numerical, condition=condition)
+def _solve(numerical: "NumericalInverse", f, y):
+    """Solves f(x) = y elementwise for increasing elementwise f: bracket, bisect,
+    then safeguarded Newton. The step budgets come from `numerical`."""
     # Relative to 1 + |y|, so that the bracket never rounds away to one point.
     half_width = numerical.initial_bracket * (1.0 + jnp.abs(y))
 
@@ -68,7 +66,7 @@ def _solve(numerical: "NumericalInverse", y, condition):
     # 3. Newton steps, kept inside the bracket (a step that leaves it bisects).
     def newton(_, state):
         x, low, high = state
-        value, slope = _value_and_slope(numerical, x, condition)
+        value, slope = _value_and_slope(f, x)
         residual = value - y
         low = jnp.where(residual < 0, x, low)
         high = jnp.where(residual > 0, x, high)
@@ -86,15 +84,37 @@ def _solve(numerical: "NumericalInverse", y, condition):
     return jnp.where(bracketed, x, jnp.nan)
 
 
+def _solve_triangular_map(numerical: "NumericalInverse", y, condition):
+    """Solves F(x) = y for a lower-triangular F on vectors, one element at a
+    time in order: with x_{<i} solved, F_i is increasing in x_i alone."""
+
+    def solve_element(i, x):
+        def f(value):
+            return _forward(numerical, x.at[i].set(value), condition)[i]
+
+        return x.at[i].set(_solve(numerical, f, y[i]))
+
+    return jax.lax.fori_loop(0, y.shape[0], solve_element, jnp.zeros_like(y))
+
+
+def _invert(numerical: "NumericalInverse", y, condition):
+    if numerical.triangular:
+        return _solve_triangular_map(numerical, y, condition)
+    return _solve(
+        numerical, functools.partial(_forward, numerical, condition=condition), y
+    )
+
+
 @functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
 def _implicit_inverse(static, parameters, y, condition):
-    return _solve(eqx.combine(parameters, static), y, condition)
+    return _invert(eqx.combine(parameters, static), y, condition)
 
 
 @_implicit_inverse.defjvp
 def _implicit_inverse_jvp(static, primals, tangents):
-    # Implicit function theorem on f(x; theta, c) = y:
-    # dx = (dy - df/dtheta dtheta - df/dc dc) / f'(x).
+    # Implicit function theorem on F(x; theta, c) = y:
+    # J dx = dy - dF/dtheta dtheta - dF/dc dc, with J = dF/dx diagonal
+    # (elementwise) or lower triangular.
     parameters, y, condition = primals
     d_parameters, d_y, d_condition = tangents
     x = _implicit_inverse(static, parameters, y, condition)
@@ -107,6 +127,11 @@ def _implicit_inverse_jvp(static, primals, tangents):
         (parameters, condition, x),
         (d_parameters, d_condition, jnp.zeros_like(x)),
     )
+    if static.triangular:
+        jacobian = jax.jacfwd(lambda v: forward(parameters, condition, v))(x)
+        return x, jax.scipy.linalg.solve_triangular(
+            jacobian, d_y - explicit, lower=True
+        )
     _, slope = jax.jvp(
         lambda v: forward(parameters, condition, v), (x,), (jnp.ones_like(x),)
     )
@@ -135,6 +160,12 @@ class NumericalInverse(AbstractBijection):
     `Scan` of them) and increasing in every element, and map the real line onto
     the real line. Where no bracket is found, the inverse returns NaN.
 
+    With `triangular=True` the wrapped bijection may instead be a lower
+    triangular map of vectors, $y_i = F_i(x_1, \dots, x_i)$, increasing in
+    $x_i$ (e.g. `BlockNeuralAutoregressive`): the elements are solved one at a
+    time in order, and the implicit gradients use a triangular solve with the
+    Jacobian $\partial F/\partial x$.
+
     Args:
         bijection: the monotone increasing elementwise bijection to invert.
         max_bisection_steps: the most bisection steps.
@@ -145,6 +176,8 @@ class NumericalInverse(AbstractBijection):
             `tolerance * (1 + |low| + |high|)`.
         max_expansion_steps: the most steps that move the bracket towards the
             root (each doubles its width).
+        triangular: the wrapped bijection is lower triangular on a vector
+            event instead of elementwise.
 
     Example:
         >>> import jax
@@ -169,6 +202,7 @@ class NumericalInverse(AbstractBijection):
     initial_bracket: float = eqx.field(static=True)
     tolerance: float = eqx.field(static=True)
     max_expansion_steps: int = eqx.field(static=True)
+    triangular: bool = eqx.field(static=True)
     shape: tuple[int, ...] = eqx.field(static=True)
     cond_shape: tuple[int, ...] | None = eqx.field(static=True)
 
@@ -181,6 +215,7 @@ class NumericalInverse(AbstractBijection):
         initial_bracket: float = 1.0,
         tolerance: float = 1e-5,
         max_expansion_steps: int = 64,
+        triangular: bool = False,
     ):
         if not isinstance(bijection, AbstractBijection):
             raise TypeError(
@@ -206,6 +241,13 @@ class NumericalInverse(AbstractBijection):
             raise ValueError(
                 f"NumericalInverse: tolerance must be >= 0; got {tolerance!r}."
             )
+        if triangular and len(bijection.shape) != 1:
+            raise ValueError(
+                "NumericalInverse(triangular=True) solves a triangular map of "
+                f"vectors; got a bijection of shape {bijection.shape}. Wrap it in "
+                "Reshape to act on a vector."
+            )
+        self.triangular = bool(triangular)
         self.bijection = bijection
         self.max_bisection_steps = int(max_bisection_steps)
         self.newton_steps = int(newton_steps)
