@@ -269,6 +269,34 @@ def test_a_bayesian_spline_flow_has_priors_centred_on_the_identity():
     np.testing.assert_allclose(trace["log_prob"]["value"], expected, rtol=1e-6)
 
 
+@pytest.mark.parametrize(
+    "builder",
+    [
+        bnaf_flow,
+        pytest.param(masked_autoregressive_flow, marks=pytest.mark.slow),
+    ],
+)
+def test_a_bayesian_flow_at_its_prior_mean_is_the_initial_flow(builder):
+    flow = builder(jax.random.key(0), 2, layers=2, hidden=4)
+    prior_flow = flowrox.bayesian(
+        flow, flowrox.priors.init_matched(centred_on_init=True)
+    )
+    x = jnp.array([[0.5, -0.5], [2.0, 1.0]])
+
+    def model():
+        sampled = flowrox.sample_module("flow", prior_flow)
+        numpyro.deterministic("log_prob", sampled.log_prob(x))
+
+    trace = numpyro.handlers.trace(numpyro.handlers.seed(model, 0)).get_trace()
+    means = {
+        name: site["fn"].mean for name, site in trace.items() if site["type"] == "sample"
+    }
+    assert len(means) == len(jax.tree.leaves(eqx.filter(flow, eqx.is_inexact_array)))
+    substituted = numpyro.handlers.substitute(model, data=means)
+    trace = numpyro.handlers.trace(numpyro.handlers.seed(substituted, 1)).get_trace()
+    np.testing.assert_allclose(trace["log_prob"]["value"], flow.log_prob(x), rtol=1e-5)
+
+
 @pytest.mark.slow
 def test_a_flow_guide_with_param_module_fits_a_gaussian_posterior():
     # y_i ~ N(z, 1) with z ~ N(0, I): the posterior is N(sum y / (n + 1), I / (n + 1)).
