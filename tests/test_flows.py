@@ -289,7 +289,9 @@ def test_a_bayesian_flow_at_its_prior_mean_is_the_initial_flow(builder):
 
     trace = numpyro.handlers.trace(numpyro.handlers.seed(model, 0)).get_trace()
     means = {
-        name: site["fn"].mean for name, site in trace.items() if site["type"] == "sample"
+        name: site["fn"].mean
+        for name, site in trace.items()
+        if site["type"] == "sample"
     }
     assert len(means) == len(jax.tree.leaves(eqx.filter(flow, eqx.is_inexact_array)))
     substituted = numpyro.handlers.substitute(model, data=means)

@@ -5,6 +5,7 @@ import importlib.metadata
 from . import bijections as bijections
 from . import distributions as distributions
 from . import flows as flows
+from . import infer as infer
 from . import nn as nn
 from . import priors as priors
 from . import train as train
@@ -34,6 +35,7 @@ __all__ = [
     "deterministic",
     "distributions",
     "flows",
+    "infer",
     "init_to_module",
     "nn",
     "param_module",

@@ -62,6 +62,18 @@ def _flow(bijection: AbstractBijection, cond_dim) -> Flow:
     return Flow(dist.Normal(0.0, 1.0), bijection, condition)
 
 
+def _swap_halves_permutation(key: jax.Array, size: int) -> jax.Array:
+    """A random permutation that moves elements the "half" coupling just
+    transformed (the last `size - size // 2`) into the kept first half, so every
+    element is transformed at least every other layer (a plain random
+    permutation may keep the same half, e.g. the identity for 2 elements)."""
+    kept = size // 2
+    first, second = jax.random.split(key)
+    transformed = kept + jax.random.permutation(first, size - kept)
+    rest = jnp.concatenate([transformed[kept:], jnp.arange(kept)])
+    return jnp.concatenate([transformed[:kept], jax.random.permutation(second, rest)])
+
+
 def coupling_flow(
     key: jax.Array,
     shape: int | Sequence[int],
@@ -77,7 +89,9 @@ def coupling_flow(
     """A flow of coupling layers.
 
     With `mask="half"` (the default for vector events) each layer transforms
-    half of the elements and is followed by a random permutation. With
+    the second half of the elements and is followed by a random permutation
+    that brings them into the first half, so each element is transformed at
+    least every other layer. With
     `"alternating"` or `"checkerboard"` (the default for lattice-shaped events,
     e.g. `(L, L)`) each layer is a pair of couplings with opposite masks, so
     every element is transformed once per layer, and no permutation is needed.
@@ -121,7 +135,7 @@ def coupling_flow(
         first, second = jax.random.split(key)
         coupling = Coupling(transformer, mask=mask, key=first, **options)
         if mask == "half":
-            permutation = jax.random.permutation(second, math.prod(shape))
+            permutation = _swap_halves_permutation(second, math.prod(shape))
             return Chain([coupling, Permute(permutation.reshape(shape))])
         flipped = Coupling(transformer, mask=mask, flip=True, key=second, **options)
         return Chain([coupling, flipped])

@@ -1,0 +1,16 @@
+"""Inference with flows: a flow guide for SVI (and NeuTra), an independence
+Metropolis kernel, and importance-sampling diagnostics."""
+
+from ._diagnostics import ImportanceDiagnostics as ImportanceDiagnostics
+from ._diagnostics import importance_diagnostics as importance_diagnostics
+from ._guide import AutoFlowGuide as AutoFlowGuide
+from ._imh import IMHState as IMHState
+from ._imh import IndependentMetropolis as IndependentMetropolis
+
+__all__ = [
+    "AutoFlowGuide",
+    "IMHState",
+    "ImportanceDiagnostics",
+    "IndependentMetropolis",
+    "importance_diagnostics",
+]

@@ -1,0 +1,105 @@
+"""IndependentMetropolis: exact proposals accept everything; a wrong proposal
+still gives the target's moments."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+import optax
+import pytest
+from numpyro.diagnostics import effective_sample_size
+from numpyro.infer import MCMC, SVI, Trace_ELBO
+
+from flowrox import Flow
+from flowrox.bijections import Affine
+from flowrox.infer import AutoFlowGuide, IndependentMetropolis
+
+TARGET = dist.MultivariateNormal(
+    jnp.array([1.0, -2.0]), jnp.array([[1.0, 0.6], [0.6, 2.0]])
+)
+
+
+def _potential(x):
+    return -TARGET.log_prob(x)
+
+
+def test_the_exact_target_as_proposal_accepts_every_move():
+    kernel = IndependentMetropolis(TARGET, potential_fn=_potential)
+    mcmc = MCMC(
+        kernel,
+        num_warmup=10,
+        num_samples=300,
+        num_chains=2,
+        chain_method="sequential",
+        progress_bar=False,
+    )
+    mcmc.run(jax.random.key(0), extra_fields=("accept_prob", "accepted"))
+    fields = mcmc.get_extra_fields()
+    np.testing.assert_allclose(fields["accept_prob"], 1.0, rtol=1e-6)
+    assert bool(fields["accepted"].all())
+    assert mcmc.get_samples().shape == (600, 2)
+
+
+def test_a_slightly_wrong_gaussian_proposal_gives_the_target_moments():
+    # A proposal with the wrong mean and scale: accepts some moves, and the
+    # chain still has the target's mean and covariance.
+    proposal = Flow(
+        dist.Normal(0.0, 1.0), Affine(jnp.array([1.3, -1.6]), jnp.array([1.4, 1.8]))
+    )
+    kernel = IndependentMetropolis(proposal, potential_fn=_potential)
+    mcmc = MCMC(kernel, num_warmup=500, num_samples=20_000, progress_bar=False)
+    mcmc.run(jax.random.key(1), extra_fields=("accept_prob",))
+    samples = mcmc.get_samples()
+    accept = float(mcmc.get_extra_fields()["accept_prob"].mean())
+    assert 0.3 < accept < 0.95, accept
+    ess = effective_sample_size(np.asarray(samples)[None])
+    assert np.all(ess > 2000), ess
+    # Monte-Carlo error: 4 standard errors of the mean, with the chain's ESS.
+    sd = jnp.sqrt(jnp.diag(TARGET.covariance_matrix))
+    np.testing.assert_array_less(
+        jnp.abs(samples.mean(0) - TARGET.mean), 4 * sd / jnp.sqrt(ess)
+    )
+    np.testing.assert_allclose(jnp.cov(samples.T), TARGET.covariance_matrix, atol=0.1)
+
+
+def _model():
+    rate = numpyro.sample("rate", dist.Gamma(3.0, 2.0))
+    numpyro.sample("mu", dist.Normal(rate, 1.0))
+
+
+@pytest.mark.slow
+def test_a_trained_guide_proposes_for_a_model_with_a_constrained_site():
+    # rate ~ Gamma(3, 2), mu | rate ~ N(rate, 1): E rate = E mu = 1.5,
+    # var rate = 0.75, var mu = 1 + 0.75.
+    guide = AutoFlowGuide(_model)
+    schedule = optax.cosine_decay_schedule(1e-2, 2000, 0.05)
+    svi = SVI(_model, guide, optax.adam(schedule), Trace_ELBO(num_particles=8))
+    result = svi.run(jax.random.key(0), 2000, progress_bar=False)
+    kernel = IndependentMetropolis(guide, model=_model, params=result.params)
+    mcmc = MCMC(
+        kernel,
+        num_warmup=200,
+        num_samples=10_000,
+        num_chains=2,
+        chain_method="sequential",
+        progress_bar=False,
+    )
+    mcmc.run(jax.random.key(1), extra_fields=("accept_prob",))
+    samples = mcmc.get_samples()
+    assert float(mcmc.get_extra_fields()["accept_prob"].mean()) > 0.8
+    assert np.all(samples["rate"] > 0)
+    for name, mean, variance in (("rate", 1.5, 0.75), ("mu", 1.5, 1.75)):
+        values = np.asarray(samples[name])
+        # 20k nearly independent draws: standard error of the mean <= 0.01.
+        np.testing.assert_allclose(values.mean(), mean, atol=0.04)
+        np.testing.assert_allclose(values.var(), variance, rtol=0.06)
+
+
+def test_bad_arguments_are_named():
+    with pytest.raises(ValueError, match="exactly one target"):
+        IndependentMetropolis(TARGET)
+    with pytest.raises(TypeError, match="must be a flow"):
+        IndependentMetropolis(lambda x: x, potential_fn=_potential)
+    with pytest.raises(ValueError, match="params=svi_result.params"):
+        IndependentMetropolis(AutoFlowGuide(_model), model=_model)
