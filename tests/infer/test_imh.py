@@ -101,5 +101,5 @@ def test_bad_arguments_are_named():
         IndependentMetropolis(TARGET)
     with pytest.raises(TypeError, match="must be a flow"):
         IndependentMetropolis(lambda x: x, potential_fn=_potential)
-    with pytest.raises(ValueError, match="params=svi_result.params"):
+    with pytest.raises(ValueError, match=r"params=svi_result\.params"):
         IndependentMetropolis(AutoFlowGuide(_model), model=_model)

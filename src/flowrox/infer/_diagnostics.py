@@ -4,7 +4,6 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from numpyro.infer.autoguide import AutoContinuous
 from numpyro.infer.importance import _psis_khat
