@@ -8,12 +8,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
 from ._bayes._paths import trainable_leaves
 from .distributions import Flow
 
-__all__ = ["fit_to_data", "fit_to_density", "trainable_filter"]
+__all__ = ["fit_to_data", "fit_to_density", "shard_batch", "trainable_filter"]
 
 
 def trainable_filter(module):
@@ -35,6 +36,67 @@ def trainable_filter(module):
         (True, False)
     """
     return trainable_leaves(module)
+
+
+def _data_axis(mesh: Mesh, axis: str | None) -> str:
+    if axis is None:
+        return mesh.axis_names[0]
+    if axis not in mesh.axis_names:
+        raise ValueError(
+            f"the mesh has axes {mesh.axis_names}; got axis={axis!r}. Name one of "
+            "them as the data axis."
+        )
+    return axis
+
+
+def _auto_mesh(mesh: Mesh) -> Mesh:
+    """The same devices and axis names, with every axis in automatic mode: XLA
+    propagates the batch's sharding through the flow (scans included)."""
+    if not isinstance(mesh, Mesh):
+        raise TypeError(
+            f"expected a jax.sharding.Mesh, got {type(mesh).__name__}; build one "
+            "with jax.make_mesh((jax.device_count(),), ('data',))."
+        )
+    auto = (jax.sharding.AxisType.Auto,) * len(mesh.axis_names)
+    return Mesh(mesh.devices, mesh.axis_names, axis_types=auto)
+
+
+def shard_batch(x: jax.typing.ArrayLike, mesh: Mesh, axis: str | None = None):
+    """Places an array with its leading (batch) axis split over a mesh axis.
+
+    Data parallelism with JAX's own machinery: a jitted loss of a sharded batch
+    runs on every device of the axis with its share of the rows, and the
+    gradients are summed across devices by XLA. Pass sharded data to SVI as a
+    model argument (`svi.run(key, steps, shard_batch(data, mesh))`), or give
+    `fit_to_data` the mesh.
+
+    Args:
+        x: an array whose leading dimension is divisible by the axis size.
+        mesh: a `jax.sharding.Mesh`.
+        axis: the mesh axis to split over (default: the mesh's first axis).
+
+    Returns:
+        The array, placed on the mesh's devices.
+
+    Example:
+        >>> import jax
+        >>> import jax.numpy as jnp
+        >>> from flowrox.train import shard_batch
+        >>> mesh = jax.make_mesh((jax.device_count(),), ("data",))
+        >>> shard_batch(jnp.zeros((8, 3)), mesh).shape
+        (8, 3)
+    """
+    mesh = _auto_mesh(mesh)
+    axis = _data_axis(mesh, axis)
+    x = jnp.asarray(x)
+    devices = mesh.shape[axis]
+    if x.ndim == 0 or x.shape[0] % devices:
+        raise ValueError(
+            f"shard_batch: the leading dimension must be divisible by the {devices} "
+            f"devices of mesh axis {axis!r}; got shape {x.shape}. Choose a batch "
+            "size that is a multiple of the device count."
+        )
+    return jax.device_put(x, NamedSharding(mesh, PartitionSpec(axis)))
 
 
 def _default_optimizer(learning_rate: float):
@@ -70,6 +132,8 @@ def fit_to_data(
     val_fraction: float = 0.1,
     patience: int | None = 10,
     progress: bool = True,
+    mesh: Mesh | None = None,
+    data_axis: str | None = None,
 ) -> tuple[Flow, dict[str, list[float]]]:
     """Fits a flow to samples by maximum likelihood, with minibatches.
 
@@ -94,6 +158,11 @@ def fit_to_data(
         patience: epochs without held-out improvement before stopping (None:
             never stop early).
         progress: show a tqdm progress bar with the current losses.
+        mesh: a `jax.sharding.Mesh`: every minibatch is split over the devices
+            of `data_axis` (data parallel) and the parameters are replicated;
+            the result equals the one-device result up to rounding. The batch
+            size must be a multiple of the axis size.
+        data_axis: the mesh axis for the batch (default: the first).
 
     Returns:
         `(trained_flow, losses)`, `losses["train"]` and `losses["val"]` holding
@@ -147,6 +216,16 @@ def fit_to_data(
     batches_per_epoch = max(1, n_train // batch_size)
     if steps is not None:
         max_epochs = math.ceil(steps / batches_per_epoch)
+    shard = None
+    if mesh is not None:
+        mesh = _auto_mesh(mesh)
+        data_axis = _data_axis(mesh, data_axis)
+        if batch_size % mesh.shape[data_axis]:
+            raise ValueError(
+                f"fit_to_data: batch_size {batch_size} is not a multiple of the "
+                f"{mesh.shape[data_axis]} devices of mesh axis {data_axis!r}."
+            )
+        shard = NamedSharding(mesh, PartitionSpec(data_axis))
 
     split_key, key = jax.random.split(key)
     order = jax.random.permutation(split_key, n)
@@ -157,17 +236,36 @@ def fit_to_data(
 
     optimizer = _default_optimizer(learning_rate) if optimizer is None else optimizer
     parameters, static = eqx.partition(flow, trainable_filter(flow))
+    if mesh is not None:
+        parameters = jax.device_put(parameters, NamedSharding(mesh, PartitionSpec()))
     state = optimizer.init(parameters)
 
     def loss_fn(parameters, x, c):
         return -jnp.mean(_log_prob(eqx.combine(parameters, static), x, c))
 
-    @jax.jit
-    def train_step(parameters, state, indices):
+    def gather(indices):
+        # One device: the batch is gathered inside the compiled step. A mesh:
+        # the batch is placed split over the devices, and the compiled step
+        # follows its sharding (XLA sums the gradients across devices).
         c = None if train_c is None else train_c[indices]
-        loss, gradients = jax.value_and_grad(loss_fn)(parameters, train_x[indices], c)
+        x = train_x[indices]
+        if shard is not None:
+            x = jax.device_put(x, shard)
+            c = None if c is None else jax.device_put(c, shard)
+        return x, c
+
+    def update(parameters, state, x, c):
+        loss, gradients = jax.value_and_grad(loss_fn)(parameters, x, c)
         updates, state = optimizer.update(gradients, state, parameters)
         return optax.apply_updates(parameters, updates), state, loss
+
+    if shard is None:
+        train_step = jax.jit(lambda p, s, indices: update(p, s, *gather(indices)))
+    else:
+        jitted_update = jax.jit(update)
+
+        def train_step(parameters, state, indices):
+            return jitted_update(parameters, state, *gather(indices))
 
     val_loss_fn = jax.jit(lambda parameters: loss_fn(parameters, val_x, val_c))
 
