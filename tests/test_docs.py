@@ -16,6 +16,7 @@ DOCS = pathlib.Path(__file__).parents[1] / "docs"
         "flows.md",
         pytest.param("choosing-a-flow.md", marks=pytest.mark.slow),
         "splines.md",
+        pytest.param("inference.md", marks=pytest.mark.slow),
     ],
 )
 def test_docs_code_blocks_run(page, capsys):
