@@ -34,3 +34,6 @@ def test_demo_matches_the_exact_answers(capsys):
     assert max(results["posterior_mean_errors_in_se"]) < 4.0
     assert max(results["regression_errors_in_se"]) < 4.0
     assert "linear/weight" in output
+    neutra = results["neutra"]
+    assert neutra["kl"] < 1.0
+    assert neutra["NeuTra NUTS"]["ess_y"] > neutra["plain NUTS"]["ess_y"]
