@@ -56,7 +56,7 @@ def test_coupling_jacobian_is_block_triangular_with_an_identity_block(kind):
         zero_init=False,
     )
     x = jax.random.normal(jax.random.key(1), shape)
-    jacobian = jax.jacobian(layer.transform)(x).reshape(12, 12)
+    jacobian = jax.jit(jax.jacobian(layer.transform))(x).reshape(12, 12)
     mask = coupling_mask(shape, kind).reshape(-1)
     kept, changed = np.flatnonzero(~mask), np.flatnonzero(mask)
     np.testing.assert_array_equal(jacobian[np.ix_(kept, kept)], np.eye(kept.size))
@@ -97,7 +97,7 @@ def test_made_jacobian_is_triangular_in_the_chosen_order(one_pass):
     assert sorted(order.tolist()) == list(range(5))
     assert order.tolist() != list(range(5))  # this key draws a non-trivial order
     x = jax.random.normal(jax.random.key(3), (5,))
-    jacobian = np.asarray(jax.jacobian(layer.transform)(x))
+    jacobian = np.asarray(jax.jit(jax.jacobian(layer.transform))(x))
     # In the order, the Jacobian is lower triangular with a positive diagonal,
     # and every sub-diagonal entry is reached.
     ordered = jacobian[np.ix_(order, order)]
@@ -123,20 +123,26 @@ def test_made_outputs_see_only_earlier_inputs_and_every_context_entry():
     assert np.all(dc > 0)
 
 
-@pytest.mark.parametrize("cond_shape", [None, (2,)], ids=["plain", "conditional"])
+@pytest.mark.parametrize(
+    "cond_shape",
+    [pytest.param(None, marks=pytest.mark.slow), (2,)],
+    ids=["plain", "conditional"],
+)
 def test_bnaf_jacobian_is_triangular_with_a_positive_diagonal(cond_shape):
     layer = BlockNeuralAutoregressive(
         4, key=jax.random.key(0), hidden=3, depth=2, cond_shape=cond_shape
     )
     x = jax.random.normal(jax.random.key(1), (4,))
     c = None if cond_shape is None else jnp.array([0.5, -1.0])
-    jacobian = jax.jacobian(layer.transform)(x, c)
+    jacobian = jax.jit(jax.jacobian(layer.transform))(x, c)
     np.testing.assert_array_equal(np.triu(jacobian, 1), 0.0)
     assert np.all(np.tril(np.abs(jacobian), -1)[np.tril_indices(4, -1)] > 0)
     # The skip term bounds the slope below by exp(log_skip) = 1 at initialisation.
     assert np.all(np.diag(jacobian) > 1.0)
     if c is not None:
-        assert np.all(np.abs(jax.jacobian(layer.transform, argnums=1)(x, c)) > 0)
+        assert np.all(
+            np.abs(jax.jit(jax.jacobian(layer.transform, argnums=1))(x, c)) > 0
+        )
 
 
 def test_bnaf_flow_samples_by_root_finding_and_scores_in_one_pass():
@@ -272,7 +278,7 @@ def test_a_bayesian_spline_flow_has_priors_centred_on_the_identity():
 @pytest.mark.parametrize(
     "builder",
     [
-        bnaf_flow,
+        pytest.param(bnaf_flow, marks=pytest.mark.slow),
         pytest.param(masked_autoregressive_flow, marks=pytest.mark.slow),
     ],
 )

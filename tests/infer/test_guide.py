@@ -105,6 +105,7 @@ def test_beta_bernoulli_posterior_on_the_unit_interval():
     np.testing.assert_allclose(p.std(), sd, rtol=0.05)
 
 
+@pytest.mark.slow
 def test_predictive_and_a_custom_flow_fn():
     guide = AutoFlowGuide(
         normal_model,
