@@ -61,7 +61,9 @@ def _auto_mesh(mesh: Mesh) -> Mesh:
     return Mesh(mesh.devices, mesh.axis_names, axis_types=auto)
 
 
-def shard_batch(x: jax.typing.ArrayLike, mesh: Mesh, axis: str | None = None):
+def shard_batch(
+    x: jax.typing.ArrayLike, mesh: Mesh, axis: str | None = None
+) -> jax.Array:
     """Places an array with its leading (batch) axis split over a mesh axis.
 
     Data parallelism with JAX's own machinery: a jitted loss of a sharded batch

@@ -5,6 +5,7 @@ from typing import NamedTuple
 
 import jax
 import numpy as np
+from numpyro.distributions import Distribution
 from numpyro.infer.autoguide import AutoContinuous
 from numpyro.infer.importance import _psis_khat
 
@@ -65,7 +66,7 @@ def _summarise(log_weights: np.ndarray) -> ImportanceDiagnostics:
 
 
 def importance_diagnostics(
-    proposal,
+    proposal: Distribution | AutoContinuous,
     log_density: Callable | None = None,
     key: jax.Array | None = None,
     n: int = 4096,

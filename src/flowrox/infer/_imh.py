@@ -5,6 +5,8 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+from numpyro.distributions import Distribution
+from numpyro.infer.autoguide import AutoContinuous
 from numpyro.infer.initialization import init_to_uniform
 from numpyro.infer.mcmc import MCMCKernel
 from numpyro.util import is_prng_key
@@ -80,7 +82,7 @@ class IndependentMetropolis(MCMCKernel):
 
     def __init__(
         self,
-        proposal,
+        proposal: Distribution | AutoContinuous,
         model: Callable | None = None,
         potential_fn: Callable | None = None,
         *,
