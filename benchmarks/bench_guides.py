@@ -1,0 +1,398 @@
+"""Flow guides for SVI and NeuTra: flowrox's AutoFlowGuide against NumPyro's
+AutoIAFNormal and AutoBNAFNormal, in the same run.
+
+Two targets with a known normaliser, as NumPyro models without observations:
+Neal's funnel in 10 dimensions (y ~ N(0, 3), x_1..x_9 ~ N(0, exp(y / 2)),
+log Z = 0) and NumPyro's dual-moon density from its NeuTra example (2-d,
+log Z = 1.8775, computed here by quadrature). Each guide gets the same SVI run:
+`--steps` steps of Adam(3e-3) on a single-particle Trace_ELBO (the setting of
+NumPyro's NeuTra example; `--particles` gives every guide more), the same
+keys. The guides: AutoFlowGuide with its default rational-quadratic spline
+coupling flow at the guide's own defaults (4 layers of width 32, init_scale 0.1,
+init_to_uniform; change them with `--layers`, `--hidden`, `--init-scale`,
+`--init-loc median`), AutoIAFNormal with NumPyro's defaults, AutoBNAFNormal with
+the NeuTra example's hidden_factors=[8, 8] (also NumPyro's default). Before any
+timing, a throwaway AutoNormal fit and a short NUTS run on each target pay
+JAX's and NumPyro's one-time start-up, so the first guide timed is not charged
+for it; each guide's own setup (building the flow) and compilation count.
+
+For every target and guide the script prints the SVI wall time (guide setup,
+compilation and all steps; the compile time is also shown on its own), the
+final loss (the mean of the last 500 losses, or of the last 10% with fewer
+steps) and the KL(q || p) estimate, loss + log Z (the loss is -ELBO =
+KL - log Z); also "KL(q)", the same at the final parameters from
+`--importance-draws` draws, log Z - mean(log p~ - log q), free of the
+optimiser's jitter over the last steps. Then NUTS on the NeuTra-reparametrised
+model (`--warmup`, `--draws`) with each trained guide, and plain NUTS on the
+model for reference: the effective sample size of y (of x[0] for the dual
+moon), ESS per second with the SVI time included, sd(y) against its exact 3.0
+(sd(x[0]) against quadrature), leapfrog steps per draw and divergences. For
+AutoFlowGuide it also prints `flowrox.infer.importance_diagnostics` (ESS, PSIS
+k-hat, KL and log Z ± se).
+
+Finally, the targets: on the funnel, AutoFlowGuide's KL at most half of
+AutoIAFNormal's, its NeuTra ESS(y) at least twice AutoIAFNormal's, and its
+NeuTra sd(y) within 5% of 3.0; on the dual moon, its KL at most 0.05 nats
+(judged on loss + log Z; KL(q) is shown beside it).
+
+Run: python benchmarks/bench_guides.py [--steps 5000] [--warmup 500]
+    [--draws 1000] [--layers 4] [--hidden 32] [--init-scale 0.1]
+    [--init-loc uniform] [--particles 1] [--quick]
+"""
+
+import argparse
+import time
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+from jax.scipy.special import logsumexp
+from numpyro.diagnostics import effective_sample_size
+from numpyro.infer import MCMC, NUTS, SVI, Trace_ELBO
+from numpyro.infer.autoguide import AutoBNAFNormal, AutoIAFNormal, AutoNormal
+from numpyro.infer.initialization import init_to_median, init_to_uniform
+from numpyro.infer.reparam import NeuTraReparam
+
+from flowrox.infer import AutoFlowGuide, importance_diagnostics
+
+LEARNING_RATE = 3e-3
+FUNNEL_X_DIM = 9  # plus y: 10 latent dimensions
+FUNNEL_Y_SCALE = 3.0
+INIT_LOC_FNS = {"uniform": init_to_uniform, "median": init_to_median}
+
+
+def _funnel():
+    y = numpyro.sample("y", dist.Normal(0.0, FUNNEL_Y_SCALE))
+    numpyro.sample(
+        "x", dist.Normal(jnp.zeros(FUNNEL_X_DIM), jnp.exp(y / 2)).to_event(1)
+    )
+
+
+def _dual_moon_potential(x):
+    # NumPyro's NeuTra example, examples/neutra.py.
+    term1 = 0.5 * ((jnp.linalg.norm(x, axis=-1) - 2) / 0.4) ** 2
+    term2 = -0.5 * ((x[..., :1] + jnp.array([-2.0, 2.0])) / 0.6) ** 2
+    return term1 - logsumexp(term2, axis=-1)
+
+
+def _dual_moon():
+    # A flat "prior" (masked out) and the density as a factor, as in the example.
+    x = numpyro.sample("x", dist.Normal().expand([2]).to_event(1).mask(False))
+    numpyro.factor("log_density", -_dual_moon_potential(x))
+
+
+def _dual_moon_reference(half_width: float = 6.0, n: int = 1201):
+    """log Z and sd(x[0]) of the dual moon by quadrature on a fine grid."""
+    grid = np.linspace(-half_width, half_width, n)
+    cell = (grid[1] - grid[0]) ** 2
+    points = np.stack(np.meshgrid(grid, grid, indexing="ij"), axis=-1)
+    log_density = -np.asarray(_dual_moon_potential(jnp.asarray(points)), np.float64)
+    top = log_density.max()
+    weights = np.exp(log_density - top)
+    log_normalizer = float(top + np.log(weights.sum() * cell))
+    weights = weights / weights.sum()
+    first = points[..., 0]
+    mean = np.sum(weights * first)
+    sd = float(np.sqrt(np.sum(weights * (first - mean) ** 2)))
+    return log_normalizer, sd
+
+
+def _targets() -> dict:
+    dual_moon_log_normalizer, dual_moon_sd = _dual_moon_reference()
+    return {
+        "funnel": dict(
+            model=_funnel,
+            log_normalizer=0.0,
+            site="y",
+            label="y",
+            exact_sd=FUNNEL_Y_SCALE,
+        ),
+        "dual moon": dict(
+            model=_dual_moon,
+            log_normalizer=dual_moon_log_normalizer,
+            site="x",
+            label="x[0]",
+            exact_sd=dual_moon_sd,
+        ),
+    }
+
+
+def _guides(
+    layers: int, hidden: int, init_scale: float, init_loc: str
+) -> dict[str, Callable]:
+    return {
+        "AutoFlowGuide": lambda model: AutoFlowGuide(
+            model,
+            layers=layers,
+            hidden=hidden,
+            init_scale=init_scale,
+            init_loc_fn=INIT_LOC_FNS[init_loc],
+        ),
+        "AutoIAFNormal": lambda model: AutoIAFNormal(model),
+        "AutoBNAFNormal": lambda model: AutoBNAFNormal(model, hidden_factors=[8, 8]),
+    }
+
+
+def _statistic(samples: dict, site: str) -> np.ndarray:
+    values = np.asarray(samples[site])
+    # y is a scalar site; x of the dual moon is a vector, of which x[0].
+    return values if values.ndim == 1 else values[:, 0]
+
+
+def _warm_up(targets: dict, key) -> float:
+    """Pays JAX's and NumPyro's one-time start-up outside the timings."""
+    start = time.perf_counter()
+    for target in targets.values():
+        model = target["model"]
+        svi = SVI(
+            model, AutoNormal(model), numpyro.optim.Adam(LEARNING_RATE), Trace_ELBO()
+        )
+        svi.run(key, 10, progress_bar=False)
+        mcmc = MCMC(NUTS(model), num_warmup=10, num_samples=10, progress_bar=False)
+        mcmc.run(key, extra_fields=("diverging", "num_steps"))
+    return time.perf_counter() - start
+
+
+def _fit(model, guide, steps: int, key, particles: int) -> dict:
+    """SVI as `SVI.run(progress_bar=False)` does it (one `lax.scan`), with the
+    setup, compilation and steps timed apart."""
+    svi = SVI(
+        model,
+        guide,
+        numpyro.optim.Adam(LEARNING_RATE),
+        Trace_ELBO(num_particles=particles),
+    )
+    start = time.perf_counter()
+    state = svi.init(key)
+
+    def run(state):
+        return jax.lax.scan(lambda s, _: svi.update(s), state, None, length=steps)
+
+    compiled = jax.jit(run).lower(state).compile()
+    compiled_at = time.perf_counter()
+    state, losses = jax.block_until_ready(compiled(state))
+    end = time.perf_counter()
+    losses = np.asarray(losses, np.float64)
+    tail = min(500, max(1, steps // 10))
+    return dict(
+        params=svi.get_params(state),
+        seconds=end - start,
+        compile_seconds=compiled_at - start,
+        final_loss=float(np.mean(losses[-tail:])),
+        finite=bool(np.all(np.isfinite(losses))),
+    )
+
+
+def _final_kl(guide, params, log_normalizer: float, key, n: int):
+    """KL(q || p) at the final parameters: log Z - mean(log p~ - log q), and
+    the full importance diagnostics."""
+    try:
+        diagnostics = importance_diagnostics(guide, key=key, n=n, params=params)
+    except ValueError as error:  # every log weight undefined: no estimate
+        print(f"  (importance_diagnostics failed: {error})")
+        return float("nan"), None
+    return log_normalizer - diagnostics.elbo, diagnostics._asdict()
+
+
+def _nuts(model, key, warmup: int, draws: int, neutra: NeuTraReparam | None) -> dict:
+    """NUTS on the model, or on its NeuTra reparametrisation; timed in full."""
+    kernel_model = model if neutra is None else neutra.reparam(model)
+    mcmc = MCMC(
+        NUTS(kernel_model),
+        num_warmup=warmup,
+        num_samples=draws,
+        progress_bar=False,
+    )
+    start = time.perf_counter()
+    mcmc.run(key, extra_fields=("diverging", "num_steps"))
+    samples = jax.block_until_ready(mcmc.get_samples())
+    seconds = time.perf_counter() - start
+    if neutra is not None:
+        latent = samples[f"{neutra.guide.prefix}_shared_latent"]
+        samples = neutra.transform_sample(latent)
+    extra = mcmc.get_extra_fields()
+    return dict(
+        samples=samples,
+        seconds=seconds,
+        divergences=int(np.sum(extra["diverging"])),
+        steps_per_draw=float(np.mean(extra["num_steps"])),
+    )
+
+
+def _summary(run: dict, site: str, svi_seconds: float) -> dict:
+    values = _statistic(run["samples"], site)
+    ess = float(effective_sample_size(values[None]))
+    total = svi_seconds + run["seconds"]
+    return dict(
+        nuts_seconds=run["seconds"],
+        ess=ess,
+        ess_per_second=ess / total,
+        sd=float(np.std(values, ddof=1)),
+        divergences=run["divergences"],
+        steps_per_draw=run["steps_per_draw"],
+    )
+
+
+def _print_table(name: str, target: dict, rows: dict, steps: int, draws: int):
+    label = target["label"]
+    print(
+        f"\n{name}: log Z = {target['log_normalizer']:.4f}, exact sd({label}) = "
+        f"{target['exact_sd']:.4f}; {steps} SVI steps, NUTS {draws} draws"
+    )
+    print(
+        f"  {'guide':15s} {'SVI s':>6s} {'(compile)':>9s} {'loss':>8s} {'KL':>7s} "
+        f"{'KL(q)':>7s} "
+        f"{'NUTS s':>7s} {'ESS':>7s} {'ESS/s':>7s} {'sd':>7s} {'steps':>6s} "
+        f"{'div':>5s}"
+    )
+    for guide_name, row in rows.items():
+        if "svi_seconds" in row:
+            svi = (
+                f"{row['svi_seconds']:6.1f} {row['compile_seconds']:9.1f} "
+                f"{row['final_loss']:8.4f} {row['kl']:7.4f} {row['final_kl']:7.4f}"
+            )
+        else:
+            svi = f"{'-':>6s} {'-':>9s} {'-':>8s} {'-':>7s} {'-':>7s}"
+        print(
+            f"  {guide_name:15s} {svi} {row['nuts_seconds']:7.1f} {row['ess']:7.1f} "
+            f"{row['ess_per_second']:7.2f} {row['sd']:7.4f} "
+            f"{row['steps_per_draw']:6.1f} {row['divergences']:5d}"
+        )
+    print(
+        f"  (ESS, sd of {label}; ESS/s counts SVI + NUTS time; steps: leapfrog "
+        "steps per draw; KL = loss + log Z, KL(q) at the final parameters)"
+    )
+
+
+def _verdicts(results: dict) -> dict:
+    funnel, moon = results["funnel"], results["dual moon"]
+    flow, iaf = funnel["AutoFlowGuide"], funnel["AutoIAFNormal"]
+    checks = {
+        "funnel KL(AutoFlowGuide) <= 0.5 * KL(AutoIAFNormal)": (
+            flow["kl"] <= 0.5 * iaf["kl"],
+            f"{flow['kl']:.4f} vs 0.5 * {iaf['kl']:.4f} = {0.5 * iaf['kl']:.4f}; "
+            f"KL(q) {flow['final_kl']:.4f} vs {0.5 * iaf['final_kl']:.4f}",
+        ),
+        "funnel NeuTra ESS(y) AutoFlowGuide >= 2 * AutoIAFNormal": (
+            flow["ess"] >= 2 * iaf["ess"],
+            f"{flow['ess']:.1f} vs 2 * {iaf['ess']:.1f} = {2 * iaf['ess']:.1f}",
+        ),
+        "funnel NeuTra sd(y) AutoFlowGuide within 5% of 3.0": (
+            abs(flow["sd"] - FUNNEL_Y_SCALE) <= 0.05 * FUNNEL_Y_SCALE,
+            f"{flow['sd']:.4f} ({100 * (flow['sd'] / FUNNEL_Y_SCALE - 1):+.1f}%)",
+        ),
+        "dual moon KL(AutoFlowGuide) <= 0.05 nats": (
+            moon["AutoFlowGuide"]["kl"] <= 0.05,
+            f"{moon['AutoFlowGuide']['kl']:.4f}; KL(q) "
+            f"{moon['AutoFlowGuide']['final_kl']:.4f}",
+        ),
+    }
+    print("\nTargets:")
+    for what, (met, detail) in checks.items():
+        print(f"  {what:55s} {'met' if met else 'MISSED':6s} ({detail})")
+    return {what: met for what, (met, _) in checks.items()}
+
+
+def main(
+    steps: int = 5000,
+    warmup: int = 500,
+    draws: int = 1000,
+    *,
+    layers: int = 4,
+    hidden: int = 32,
+    init_scale: float = 0.1,
+    init_loc: str = "uniform",
+    particles: int = 1,
+    importance_draws: int = 4096,
+) -> dict:
+    svi_key, nuts_key, importance_key = jax.random.split(jax.random.key(0), 3)
+    targets = _targets()
+    guides = _guides(layers, hidden, init_scale, init_loc)
+    print(
+        f"AutoFlowGuide: spline coupling flow, {layers} layers, width {hidden}, "
+        f"init_scale {init_scale}, init_to_{init_loc}; Adam({LEARNING_RATE}), "
+        f"Trace_ELBO({particles} particle{'s' if particles > 1 else ''})"
+    )
+    print(f"warm-up (not in any timing): {_warm_up(targets, svi_key):.1f} s")
+    results = {}
+    for name, target in targets.items():
+        model, site = target["model"], target["site"]
+        rows = {}
+        for guide_name, make_guide in guides.items():
+            guide = make_guide(model)
+            fit = _fit(model, guide, steps, svi_key, particles)
+            if not fit["finite"]:
+                print(f"  ({name}, {guide_name}: some SVI losses are not finite)")
+            final_kl, diagnostics = _final_kl(
+                guide,
+                fit["params"],
+                target["log_normalizer"],
+                importance_key,
+                importance_draws,
+            )
+            neutra = NeuTraReparam(guide, fit["params"])
+            run = _nuts(model, nuts_key, warmup, draws, neutra)
+            rows[guide_name] = dict(
+                svi_seconds=fit["seconds"],
+                compile_seconds=fit["compile_seconds"],
+                final_loss=fit["final_loss"],
+                kl=fit["final_loss"] + target["log_normalizer"],
+                final_kl=final_kl,
+                importance=diagnostics,
+                **_summary(run, site, fit["seconds"]),
+            )
+        rows["NUTS (no guide)"] = _summary(
+            _nuts(model, nuts_key, warmup, draws, None), site, 0.0
+        )
+        _print_table(name, target, rows, steps, draws)
+        diagnostics = rows["AutoFlowGuide"]["importance"]
+        if diagnostics is not None:
+            print(
+                f"  AutoFlowGuide importance_diagnostics ({diagnostics['n']} draws): "
+                f"ESS {diagnostics['ess']:.3f}, k-hat {diagnostics['khat']:.3f}, "
+                f"KL {diagnostics['kl']:.4f}, log Z "
+                f"{diagnostics['log_normalizer']:.4f} ± "
+                f"{diagnostics['log_normalizer_se']:.4f} (exact "
+                f"{target['log_normalizer']:.4f})"
+            )
+        results[name] = rows
+    results["targets"] = _verdicts(results)
+    return results
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=5000)
+    parser.add_argument("--warmup", type=int, default=500)
+    parser.add_argument("--draws", type=int, default=1000)
+    parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--hidden", type=int, default=32)
+    parser.add_argument("--init-scale", type=float, default=0.1)
+    parser.add_argument("--init-loc", choices=sorted(INIT_LOC_FNS), default="uniform")
+    parser.add_argument("--particles", type=int, default=1)
+    parser.add_argument("--importance-draws", type=int, default=4096)
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a smoke run: 1000 steps, 100 warmup, 100 draws, 512 importance draws",
+    )
+    arguments = parser.parse_args()
+    if arguments.quick:
+        arguments.steps, arguments.warmup, arguments.draws = 1000, 100, 100
+        arguments.importance_draws = 512
+    start = time.perf_counter()
+    main(
+        arguments.steps,
+        arguments.warmup,
+        arguments.draws,
+        layers=arguments.layers,
+        hidden=arguments.hidden,
+        init_scale=arguments.init_scale,
+        init_loc=arguments.init_loc,
+        particles=arguments.particles,
+        importance_draws=arguments.importance_draws,
+    )
+    print(f"\nTotal wall time {time.perf_counter() - start:.1f} s")
