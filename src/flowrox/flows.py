@@ -30,6 +30,7 @@ from .bijections import (
     RationalQuadraticSpline,
     Scan,
 )
+from .bijections._conditioned import check_one_pass
 from .distributions import Flow
 
 __all__ = [
@@ -211,15 +212,6 @@ def _vector_shape(builder: str, shape) -> tuple[int]:
     return shape
 
 
-def _check_one_pass(builder: str, one_pass: str) -> str:
-    if one_pass not in ("inverse", "forward"):
-        raise ValueError(
-            f"{builder}: one_pass must be 'inverse' (fast density) or 'forward' "
-            f"(fast sampling); got {one_pass!r}."
-        )
-    return one_pass
-
-
 def masked_autoregressive_flow(
     key: jax.Array,
     shape: int | Sequence[int],
@@ -263,7 +255,7 @@ def masked_autoregressive_flow(
     builder = "masked_autoregressive_flow"
     shape = _vector_shape(builder, shape)
     layers = _check_layers(builder, layers)
-    one_pass = _check_one_pass(builder, one_pass)
+    one_pass = check_one_pass(builder, one_pass)
     transformer = Affine() if transformer is None else transformer
     cond_shape = None if cond_dim is None else (int(cond_dim),)
 
@@ -329,7 +321,7 @@ def bnaf_flow(
     builder = "bnaf_flow"
     shape = _vector_shape(builder, shape)
     layers = _check_layers(builder, layers)
-    one_pass = _check_one_pass(builder, one_pass)
+    one_pass = check_one_pass(builder, one_pass)
     cond_shape = None if cond_dim is None else (int(cond_dim),)
 
     def layer(key):

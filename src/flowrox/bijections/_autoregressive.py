@@ -23,6 +23,7 @@ from ..nn._made import MADE
 from ._base import AbstractBijection
 from ._conditioned import (
     apply_template,
+    check_one_pass,
     check_template,
     split_network,
     template_size,
@@ -102,11 +103,7 @@ class MaskedAutoregressive(AbstractBijection):
                 f"MaskedAutoregressive expects a vector event shape (dim,); got "
                 f"{shape}. Wrap it in Reshape for other shapes."
             )
-        if one_pass not in ("inverse", "forward"):
-            raise ValueError(
-                "MaskedAutoregressive: one_pass must be 'inverse' (fast density) or "
-                f"'forward' (fast sampling); got {one_pass!r}."
-            )
+        check_one_pass("MaskedAutoregressive", one_pass)
         order_key, made_key = jax.random.split(key)
         if isinstance(order, str):
             if order != "random":

@@ -152,3 +152,13 @@ def split_network(network):
     arrays only, so plain `jax.jit` accepts it.
     """
     return eqx.partition(network, eqx.is_array)
+
+
+def check_one_pass(owner: str, one_pass: str) -> str:
+    """`one_pass` names the direction that is one network pass."""
+    if one_pass not in ("inverse", "forward"):
+        raise ValueError(
+            f"{owner}: one_pass must be 'inverse' (fast density) or 'forward' "
+            f"(fast sampling); got {one_pass!r}."
+        )
+    return one_pass
