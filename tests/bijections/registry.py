@@ -32,6 +32,7 @@ from flowrox.bijections import (
 )
 from tests.bijections.registry_analytic import ANALYTIC_CASES
 from tests.bijections.registry_flows import FLOW_CASES
+from tests.bijections.registry_modulation import MODULATION_CASES
 from tests.bijections.registry_radial import RADIAL_CASES
 from tests.helpers import ConditionalAffine
 from tests.helpers import random_normal as _normal
@@ -179,4 +180,5 @@ REGISTRY = {
     **ANALYTIC_CASES,
     **RADIAL_CASES,
     **FLOW_CASES,
+    **MODULATION_CASES,
 }

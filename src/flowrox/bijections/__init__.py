@@ -28,6 +28,7 @@ from ._elementwise import Tanh as Tanh
 from ._linear import Householder as Householder
 from ._linear import LULinear as LULinear
 from ._linear import TriangularAffine as TriangularAffine
+from ._modulation import Modulated as Modulated
 from ._numerical_inverse import NumericalInverse as NumericalInverse
 from ._radial import Planar as Planar
 from ._radial import Radial as Radial
@@ -56,6 +57,7 @@ __all__ = [
     "Invert",
     "LULinear",
     "MaskedAutoregressive",
+    "Modulated",
     "NumericalInverse",
     "Permute",
     "Planar",
