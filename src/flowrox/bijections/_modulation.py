@@ -1,7 +1,6 @@
 r"""`Modulated`: a FiLM layer in "exp" mode as a conditional elementwise bijection."""
 
 import equinox as eqx
-import jax.numpy as jnp
 
 from ..nn._conditioners import AffineModulation
 from ._base import AbstractBijection
