@@ -1,0 +1,380 @@
+r"""Random Fourier features, fixed (RBF) and generated from a context.
+
+For frequencies $\omega_1, \dots, \omega_n$, phases $b$ and a lengthscale
+$\ell$, the feature map is
+
+$$\phi(x) = \sqrt{1/n}\,\bigl[\cos(\Omega x / \ell + b),\;
+\sin(\Omega x / \ell + b)\bigr] \in \mathbb{R}^{2n}.$$
+
+Since $\cos a \cos a' + \sin a \sin a' = \cos(a - a')$, the phases cancel in
+$\phi(x)^\top \phi(x') = \frac1n \sum_i \cos(\omega_i^\top (x - x') / \ell)$,
+which for $\omega_i \sim \mathcal{N}(0, I)$ is an unbiased estimate of the RBF
+kernel $\exp(-\lVert x - x' \rVert^2 / (2 \ell^2))$ (Bochner's theorem;
+Rahimi & Recht, 2007) with error $O(1/\sqrt{n})$.
+"""
+
+import math
+from collections.abc import Callable
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+from .._bayes import buffer
+from ._conditioners import _apply_linear
+from ._fields import check_context, check_width, map_rows
+
+
+def _fourier_map(arguments: jax.Array, num_features: int) -> jax.Array:
+    scale = math.sqrt(1.0 / num_features)
+    return scale * jnp.concatenate([jnp.cos(arguments), jnp.sin(arguments)], -1)
+
+
+class RBFFourierFeatures(eqx.Module):
+    r"""Random Fourier features of the RBF kernel: fixed frequencies, learned $\ell$.
+
+    $\phi(x) = \sqrt{1/n}\,[\cos(\Omega x / \ell), \sin(\Omega x / \ell)]$ with
+    the rows of $\Omega$ drawn once from $\mathcal{N}(0, I)$ (so the effective
+    frequencies $\Omega / \ell$ are $\mathcal{N}(0, \ell^{-2} I)$), and
+    $\phi(x)^\top \phi(x') \approx \exp(-\lVert x - x' \rVert^2 / (2\ell^2))$.
+    The frequencies are a buffer: never trained (their gradient is stopped) and
+    never made random by `flowrox.bayesian`. The lengthscale is stored as
+    `log_lengthscale`, a trainable leaf that can be given a prior.
+
+    Args:
+        in_features: the input width.
+        num_features: the number of frequencies $n$; the output has $2n$ features.
+        key: the key for the frequencies.
+        lengthscale: the initial lengthscale $\ell > 0$.
+
+    Example:
+        >>> import jax
+        >>> import jax.numpy as jnp
+        >>> from flowrox.nn import RBFFourierFeatures
+        >>> features = RBFFourierFeatures(2, 64, key=jax.random.key(0))
+        >>> phi = features(jnp.zeros((5, 2)))
+        >>> phi.shape, round(float(phi[0] @ phi[0]), 4)  # k(x, x) = 1 exactly
+        ((5, 128), 1.0)
+    """
+
+    frequencies: jax.Array = buffer()
+    log_lengthscale: jax.Array
+    in_features: int = eqx.field(static=True)
+    num_features: int = eqx.field(static=True)
+
+    def __init__(
+        self,
+        in_features: int,
+        num_features: int,
+        *,
+        key: jax.Array,
+        lengthscale: float = 1.0,
+    ):
+        if lengthscale <= 0:
+            raise ValueError(
+                f"RBFFourierFeatures: expected lengthscale > 0, got {lengthscale}."
+            )
+        self.frequencies = jax.random.normal(key, (num_features, in_features))
+        self.log_lengthscale = jnp.log(jnp.asarray(lengthscale, dtype=float))
+        self.in_features, self.num_features = int(in_features), int(num_features)
+
+    @property
+    def out_features(self) -> int:
+        """The output width, `2 * num_features`."""
+        return 2 * self.num_features
+
+    def __call__(self, x) -> jax.Array:
+        """Features `(..., 2 * num_features)` of `x` of shape `(..., in_features)`."""
+        x = check_width("RBFFourierFeatures", "x", x, self.in_features, "in_features")
+        frequencies = jax.lax.stop_gradient(self.frequencies)
+        arguments = x @ frequencies.T / jnp.exp(self.log_lengthscale)
+        return _fourier_map(arguments, self.num_features)
+
+
+class RandomKitchenSinks(eqx.Module):
+    """Random Fourier features of the RBF kernel plus a trainable linear readout.
+
+    $y = \\phi(x) \\beta + c$: `RBFFourierFeatures` (fixed frequencies, learned
+    lengthscale) then an `eqx.nn.Linear` readout. With a Normal prior on the
+    readout (`flowrox.bayesian(sinks, prior, where=lambda m: m.readout)`) this
+    is a finite-rank approximation of a Gaussian process with an RBF kernel.
+
+    Args:
+        in_features: the input width.
+        num_features: the number of frequencies ($2n$ features feed the readout).
+        out_features: the output width.
+        key: the key for the frequencies and the readout.
+        lengthscale: the initial RBF lengthscale.
+
+    Example:
+        >>> import jax
+        >>> import jax.numpy as jnp
+        >>> from flowrox.nn import RandomKitchenSinks
+        >>> sinks = RandomKitchenSinks(1, 32, 3, key=jax.random.key(0))
+        >>> sinks(jnp.zeros((10, 1))).shape
+        (10, 3)
+    """
+
+    features: RBFFourierFeatures
+    readout: eqx.nn.Linear
+
+    def __init__(
+        self,
+        in_features: int,
+        num_features: int,
+        out_features: int,
+        *,
+        key: jax.Array,
+        lengthscale: float = 1.0,
+    ):
+        feature_key, readout_key = jax.random.split(key)
+        self.features = RBFFourierFeatures(
+            in_features, num_features, key=feature_key, lengthscale=lengthscale
+        )
+        self.readout = eqx.nn.Linear(2 * num_features, out_features, key=readout_key)
+
+    @property
+    def in_features(self) -> int:
+        """The input width."""
+        return self.features.in_features
+
+    @property
+    def out_features(self) -> int:
+        """The output width."""
+        return self.readout.out_features
+
+    def __call__(self, x) -> jax.Array:
+        """`(..., in_features)` to `(..., out_features)`."""
+        return _apply_linear(self.readout, self.features(x))
+
+
+def _calibrated_parameter_net(
+    cond_dim: int,
+    size: int,
+    in_features: int,
+    num_features: int,
+    *,
+    key: jax.Array,
+    width: int,
+    depth: int,
+    lengthscale: float,
+    init_scale: float,
+) -> eqx.nn.MLP:
+    """An MLP whose output at init is an RBF draw, nearly whatever the context."""
+    net_key, frequency_key, phase_key = jax.random.split(key, 3)
+    net = eqx.nn.MLP(cond_dim, size, width, depth, activation=jnp.tanh, key=net_key)
+    last = net.layers[-1]
+    frequencies = jax.random.normal(frequency_key, (num_features * in_features,))
+    phases = jax.random.uniform(phase_key, (num_features,), maxval=2 * jnp.pi)
+    log_lengthscale = jnp.log(jnp.asarray([lengthscale], dtype=frequencies.dtype))
+    bias = jnp.concatenate([frequencies, phases, log_lengthscale])
+    return eqx.tree_at(
+        lambda n: (n.layers[-1].weight, n.layers[-1].bias),
+        net,
+        (init_scale * last.weight, bias),
+    )
+
+
+class HyperFourierFeatures(eqx.Module):
+    r"""Fourier features whose frequencies, phases and lengthscale come from z.
+
+    A parameter network maps one context vector `(cond_dim,)` to a flat vector of
+    `parameter_size = in_features * num_features + num_features + 1` entries:
+    the frequencies $\Omega(z)$ (`(num_features, in_features)`, row-major), the
+    phases $b(z)$ and $\log \ell(z)$. Then
+    $\phi(x; z) = \sqrt{1/n}\,[\cos(\Omega(z) x / \ell(z) + b(z)),
+    \sin(\Omega(z) x / \ell(z) + b(z))]$.
+
+    With `z` one vector (shared path) the parameter network runs once and the
+    features are reused for every row of `x`; with one row of `z` per row of `x`
+    (per-sample path) each row gets its own frequencies. The parameter network
+    is applied row by row (vmapped), so any module mapping `(cond_dim,)` to
+    `(parameter_size,)` works (an `eqx.nn.MLP`, a Bayesian network sampled with
+    `flowrox.sample_module`, ...). It is never called at construction, so a
+    wrong output size surfaces at the first call, as a `ValueError`.
+
+    The default parameter network is an MLP (`width`, `depth`, tanh) whose last
+    layer is calibrated: its bias holds frequencies drawn from
+    $\mathcal{N}(0, I)$, phases from $U(0, 2\pi)$ and $\log$ `lengthscale`, and
+    its weights are multiplied by `init_scale`; so at initialisation the layer
+    is close to `RBFFourierFeatures` (exactly so, for every z, when
+    `init_scale=0`).
+
+    Args:
+        in_features: the input width.
+        num_features: the number of frequencies $n$; the output has $2n$ features.
+        cond_dim: the context width.
+        key: the key for the default parameter network.
+        parameter_net: a module mapping `(cond_dim,)` to `(parameter_size,)`;
+            default: the calibrated MLP described above.
+        width: the hidden width of the default parameter network.
+        depth: the number of hidden layers of the default parameter network.
+        lengthscale: the lengthscale the default parameter network starts at.
+        init_scale: the factor on the default network's last weights.
+
+    Example:
+        >>> import jax
+        >>> import jax.numpy as jnp
+        >>> from flowrox.nn import HyperFourierFeatures
+        >>> features = HyperFourierFeatures(1, 16, 3, key=jax.random.key(0))
+        >>> x = jnp.ones((5, 1))
+        >>> features(x, jnp.ones(3)).shape, features(x, jnp.ones((5, 3))).shape
+        ((5, 32), (5, 32))
+    """
+
+    parameter_net: Callable
+    in_features: int = eqx.field(static=True)
+    num_features: int = eqx.field(static=True)
+    cond_dim: int = eqx.field(static=True)
+
+    def __init__(
+        self,
+        in_features: int,
+        num_features: int,
+        cond_dim: int,
+        *,
+        key: jax.Array,
+        parameter_net: Callable | None = None,
+        width: int = 32,
+        depth: int = 1,
+        lengthscale: float = 1.0,
+        init_scale: float = 0.1,
+    ):
+        self.in_features, self.num_features = int(in_features), int(num_features)
+        self.cond_dim = int(cond_dim)
+        if parameter_net is None:
+            if lengthscale <= 0:
+                raise ValueError(
+                    "HyperFourierFeatures: expected lengthscale > 0, got "
+                    f"{lengthscale}."
+                )
+            parameter_net = _calibrated_parameter_net(
+                self.cond_dim,
+                self.parameter_size,
+                self.in_features,
+                self.num_features,
+                key=key,
+                width=width,
+                depth=depth,
+                lengthscale=lengthscale,
+                init_scale=init_scale,
+            )
+        self.parameter_net = parameter_net
+
+    @property
+    def parameter_size(self) -> int:
+        """The parameter network's output size: `in * n + n + 1`."""
+        return self.in_features * self.num_features + self.num_features + 1
+
+    @property
+    def out_features(self) -> int:
+        """The output width, `2 * num_features`."""
+        return 2 * self.num_features
+
+    def fourier_parameters(self, z) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """The generated frequencies, phases and lengthscale for contexts `z`.
+
+        Args:
+            z: contexts of shape `(..., cond_dim)`.
+
+        Returns:
+            `(frequencies, phases, lengthscale)` of shapes
+            `(..., num_features, in_features)`, `(..., num_features)` and `(...)`.
+        """
+        z = check_width("HyperFourierFeatures", "z", z, self.cond_dim, "cond_dim")
+        flat = map_rows(self.parameter_net, z)
+        if flat.shape != (*z.shape[:-1], self.parameter_size):
+            raise ValueError(
+                "HyperFourierFeatures: the parameter network should map a context "
+                f"of shape ({self.cond_dim},) to ({self.parameter_size},) = "
+                "in_features * num_features + num_features + 1 = "
+                f"{self.in_features} * {self.num_features} + {self.num_features} "
+                f"+ 1, got {flat.shape[z.ndim - 1 :]}. Give it that output size."
+            )
+        split = self.in_features * self.num_features
+        frequencies = flat[..., :split].reshape(
+            *z.shape[:-1], self.num_features, self.in_features
+        )
+        phases = flat[..., split:-1]
+        return frequencies, phases, jnp.exp(flat[..., -1])
+
+    def __call__(self, x, z) -> jax.Array:
+        """Features `(..., 2 * num_features)` of `x` `(..., in_features)` given `z`.
+
+        Args:
+            x: inputs of shape `(..., in_features)`.
+            z: one context `(cond_dim,)` for all rows, or one per row,
+                `(..., cond_dim)` with the leading shape of `x`.
+        """
+        x = check_width("HyperFourierFeatures", "x", x, self.in_features, "in_features")
+        z, shared = check_context("HyperFourierFeatures", x, z, self.cond_dim)
+        frequencies, phases, lengthscale = self.fourier_parameters(z)
+        if shared:
+            projected = x @ frequencies.T
+        else:
+            projected = jnp.einsum("...ni,...i->...n", frequencies, x)
+        arguments = projected / lengthscale[..., None] + phases
+        return _fourier_map(arguments, self.num_features)
+
+
+class ConditionedRFFNet(eqx.Module):
+    """`HyperFourierFeatures` followed by a trainable linear readout.
+
+    $y(x; z) = \\phi(x; z) \\beta + c$: the conditional counterpart of
+    `RandomKitchenSinks`, with the features generated from the context.
+
+    Args:
+        in_features: the input width.
+        num_features: the number of frequencies ($2n$ features feed the readout).
+        out_features: the output width.
+        cond_dim: the context width.
+        key: the key for the features' parameter network and the readout.
+        **feature_options: passed to `HyperFourierFeatures` (`parameter_net`,
+            `width`, `depth`, `lengthscale`, `init_scale`).
+
+    Example:
+        >>> import jax
+        >>> import jax.numpy as jnp
+        >>> from flowrox.nn import ConditionedRFFNet
+        >>> net = ConditionedRFFNet(1, 16, 2, cond_dim=4, key=jax.random.key(0))
+        >>> net(jnp.zeros((10, 1)), jnp.zeros((10, 4))).shape
+        (10, 2)
+    """
+
+    features: HyperFourierFeatures
+    readout: eqx.nn.Linear
+
+    def __init__(
+        self,
+        in_features: int,
+        num_features: int,
+        out_features: int,
+        cond_dim: int,
+        *,
+        key: jax.Array,
+        **feature_options,
+    ):
+        feature_key, readout_key = jax.random.split(key)
+        self.features = HyperFourierFeatures(
+            in_features, num_features, cond_dim, key=feature_key, **feature_options
+        )
+        self.readout = eqx.nn.Linear(2 * num_features, out_features, key=readout_key)
+
+    @property
+    def in_features(self) -> int:
+        """The input width."""
+        return self.features.in_features
+
+    @property
+    def cond_dim(self) -> int:
+        """The context width."""
+        return self.features.cond_dim
+
+    @property
+    def out_features(self) -> int:
+        """The output width."""
+        return self.readout.out_features
+
+    def __call__(self, x, z) -> jax.Array:
+        """`(..., in_features)` to `(..., out_features)`; `z` shared or per row."""
+        return _apply_linear(self.readout, self.features(x, z))

@@ -1,0 +1,224 @@
+"""Neural fields: the layered-network base, an MLP field, and `ConditionedINR`.
+
+Every layer here acts on the last axis and accepts any leading batch axes. A
+context `z` is either one vector `(cond_dim,)` shared by every row of the input
+(the shared path) or one row per input row, `(..., cond_dim)` with the input's
+leading shape (the per-sample path).
+"""
+
+import abc
+import math
+from collections.abc import Callable
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from equinox import AbstractVar
+
+from ._conditioners import _apply_linear
+
+
+def check_width(owner: str, name: str, array, width: int, role: str) -> jax.Array:
+    """`array` as an inexact array whose last axis is `width`, or a `ValueError`."""
+    array = jnp.asarray(array)
+    if not jnp.issubdtype(array.dtype, jnp.inexact):
+        array = array.astype(jnp.result_type(float))
+    if array.ndim == 0 or array.shape[-1] != width:
+        raise ValueError(
+            f"{owner}: expected {name} with last axis {width} ({role}), got shape "
+            f"{array.shape}. Layers act on the last axis; leading axes are batch axes."
+        )
+    return array
+
+
+def check_context(owner: str, x: jax.Array, z, cond_dim: int) -> tuple[jax.Array, bool]:
+    """Checks a context against an input; returns it and whether it is shared.
+
+    A context is shared when it is one vector `(cond_dim,)`, and per-sample when
+    it has one row per row of `x`, `x.shape[:-1] + (cond_dim,)`.
+    """
+    z = jnp.asarray(z)
+    if not jnp.issubdtype(z.dtype, jnp.inexact):
+        z = z.astype(jnp.result_type(float))
+    per_sample = (*x.shape[:-1], cond_dim)
+    if z.shape == (cond_dim,):
+        return z, True
+    if z.shape == per_sample:
+        return z, False
+    raise ValueError(
+        f"{owner}: expected z of shape ({cond_dim},) (shared by every row) or "
+        f"{per_sample} (one row per row of x, whose shape is {x.shape}; cond_dim "
+        f"{cond_dim}), got {z.shape}."
+    )
+
+
+def map_rows(function: Callable, array: jax.Array):
+    """Applies `function` to every row `(..., n)` of `array` (vmapped, then reshaped).
+
+    `function` takes one vector and returns a pytree of arrays; each output leaf
+    gets the leading axes of `array` back.
+    """
+    leading = array.shape[:-1]
+    flat = array.reshape(math.prod(leading), array.shape[-1])
+    out = jax.vmap(function)(flat)
+    return jax.tree.map(lambda leaf: leaf.reshape(*leading, *leaf.shape[1:]), out)
+
+
+def uniform_linear(
+    in_features: int, out_features: int, bound: float, *, key: jax.Array
+) -> eqx.nn.Linear:
+    """An `eqx.nn.Linear` with weight and bias drawn from U(-bound, bound)."""
+    weight_key, bias_key = jax.random.split(key)
+    linear = eqx.nn.Linear(in_features, out_features, key=weight_key)
+    weight = jax.random.uniform(
+        weight_key, (out_features, in_features), minval=-bound, maxval=bound
+    )
+    bias = jax.random.uniform(bias_key, (out_features,), minval=-bound, maxval=bound)
+    return eqx.tree_at(lambda layer: (layer.weight, layer.bias), linear, (weight, bias))
+
+
+class AbstractField(eqx.Module):
+    """A layered network $x \\mapsto$ readout(layer_L(... layer_1(x))).
+
+    The structure that `ConditionedINR` relies on: `layers`, a tuple of modules
+    each mapping `(..., fan_in)` to `(..., hidden_features)` (activation
+    included), and `readout`, an `eqx.nn.Linear` from `hidden_features` to
+    `out_features` applied to the last axis. `input_layer` builds a fresh first
+    layer for a wider input (what `ConditionedINR(mode="input")` needs).
+    """
+
+    layers: AbstractVar[tuple[eqx.Module, ...]]
+    readout: AbstractVar[eqx.nn.Linear]
+    in_features: AbstractVar[int]
+    hidden_features: AbstractVar[int]
+    out_features: AbstractVar[int]
+
+    @abc.abstractmethod
+    def input_layer(self, in_features: int, *, key: jax.Array) -> eqx.Module:
+        """A freshly initialised first layer taking `in_features` inputs.
+
+        Args:
+            in_features: the width of the new input.
+            key: the key for its weights.
+
+        Returns:
+            A layer of the same kind as `layers[0]`, initialised under this
+            field's scheme for that fan-in.
+        """
+
+    def __call__(self, x) -> jax.Array:
+        """The field at `x` of shape `(..., in_features)`: `(..., out_features)`."""
+        h = check_width(type(self).__name__, "x", x, self.in_features, "in_features")
+        for layer in self.layers:
+            h = layer(h)
+        return _apply_linear(self.readout, h)
+
+
+class DenseLayer(eqx.Module):
+    """`activation(W h + b)` on the last axis of `h`: one hidden layer of `MLPField`.
+
+    Args:
+        in_features: the input width.
+        out_features: the output width.
+        key: the key for the weights (equinox's default `Linear` initialisation).
+        activation: the elementwise activation.
+
+    Example:
+        >>> import jax
+        >>> import jax.numpy as jnp
+        >>> from flowrox.nn import DenseLayer
+        >>> layer = DenseLayer(3, 5, key=jax.random.key(0))
+        >>> layer(jnp.ones((7, 3))).shape
+        (7, 5)
+    """
+
+    linear: eqx.nn.Linear
+    activation: Callable = eqx.field(static=True)
+    in_features: int = eqx.field(static=True)
+    out_features: int = eqx.field(static=True)
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        *,
+        key: jax.Array,
+        activation: Callable = jax.nn.tanh,
+    ):
+        self.linear = eqx.nn.Linear(in_features, out_features, key=key)
+        self.activation = activation
+        self.in_features, self.out_features = int(in_features), int(out_features)
+
+    def __call__(self, h) -> jax.Array:
+        """`(..., in_features)` to `(..., out_features)`."""
+        return self.activation(_apply_linear(self.linear, h))
+
+
+class MLPField(AbstractField):
+    """A multilayer perceptron as a neural field, with any activation.
+
+    `depth` hidden `DenseLayer`s of width `hidden_features`, then a linear
+    readout; equinox's default initialisation.
+
+    Args:
+        in_features: the input width.
+        hidden_features: the hidden width.
+        out_features: the output width.
+        depth: the number of hidden layers (at least 1).
+        key: the key for the weights.
+        activation: the hidden activation.
+
+    Example:
+        >>> import jax
+        >>> import jax.numpy as jnp
+        >>> from flowrox.nn import MLPField
+        >>> field = MLPField(2, 8, 1, depth=2, key=jax.random.key(0))
+        >>> field(jnp.zeros((4, 2))).shape, len(field.layers)
+        ((4, 1), 2)
+    """
+
+    layers: tuple[DenseLayer, ...]
+    readout: eqx.nn.Linear
+    activation: Callable = eqx.field(static=True)
+
+    def __init__(
+        self,
+        in_features: int,
+        hidden_features: int,
+        out_features: int,
+        depth: int,
+        *,
+        key: jax.Array,
+        activation: Callable = jax.nn.tanh,
+    ):
+        if depth < 1:
+            raise ValueError(f"MLPField: expected depth of at least 1, got {depth}.")
+        keys = jax.random.split(key, depth + 1)
+        widths = [in_features] + [hidden_features] * depth
+        self.layers = tuple(
+            DenseLayer(n_in, n_out, key=k, activation=activation)
+            for n_in, n_out, k in zip(widths[:-1], widths[1:], keys[:-1], strict=True)
+        )
+        self.readout = eqx.nn.Linear(hidden_features, out_features, key=keys[-1])
+        self.activation = activation
+
+    @property
+    def in_features(self) -> int:
+        """The input width (that of the first layer)."""
+        return self.layers[0].in_features
+
+    @property
+    def hidden_features(self) -> int:
+        """The hidden width."""
+        return self.layers[0].out_features
+
+    @property
+    def out_features(self) -> int:
+        """The output width."""
+        return self.readout.out_features
+
+    def input_layer(self, in_features: int, *, key: jax.Array) -> DenseLayer:
+        """A fresh `DenseLayer` from `in_features` inputs to the hidden width."""
+        return DenseLayer(
+            in_features, self.hidden_features, key=key, activation=self.activation
+        )
