@@ -1,0 +1,359 @@
+"""Conditioners: shapes, both context paths, exact values, initialisation, errors."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro.distributions as dist
+import pytest
+
+from flowrox import Flow
+from flowrox.bijections import Modulated
+from flowrox.nn import (
+    AbstractConditioner,
+    AffineModulation,
+    ConcatConditioner,
+    FiLM,
+    HyperLinear,
+)
+from tests.helpers import autodiff_log_det
+
+ACTIVATIONS = ["one_plus_tanh", "exp", "softplus", "identity"]
+N, C, K = 5, 4, 3
+
+
+def _randomised(module, key, scale=0.5):
+    """The module with every inexact leaf redrawn (random, not initial, values)."""
+    parameters, static = eqx.partition(module, eqx.is_inexact_array)
+    leaves, treedef = jax.tree.flatten(parameters)
+    keys = jax.random.split(key, len(leaves))
+    leaves = [
+        scale * jax.random.normal(k, leaf.shape)
+        for k, leaf in zip(keys, leaves, strict=True)
+    ]
+    return eqx.combine(jax.tree.unflatten(treedef, leaves), static)
+
+
+def _inputs(key, width=C, rows=(N,)):
+    h_key, z_key = jax.random.split(key)
+    return (
+        jax.random.normal(h_key, (*rows, width)),
+        jax.random.normal(z_key, (*rows, K)),
+    )
+
+
+LAYERS = {
+    "concat": lambda key: ConcatConditioner(C, K, key=key),
+    "film-one_plus_tanh": lambda key: _randomised(AffineModulation(C, K, key=key), key),
+    "film-exp": lambda key: _randomised(
+        AffineModulation(C, K, key=key, gamma_activation="exp"), key
+    ),
+    "hyper-linear": lambda key: HyperLinear(2, C, K, key=key, init_scale=1.0),
+    "hyper-mlp": lambda key: HyperLinear(2, C, K, key=key, init_scale=1.0, hidden=6),
+}
+
+
+def _in_width(layer):
+    return layer.in_features if isinstance(layer, HyperLinear) else layer.num_features
+
+
+@pytest.mark.parametrize("name", sorted(LAYERS))
+def test_shapes_and_the_shared_path_equals_the_per_sample_path(name):
+    # Built under jit: one compilation instead of many eager dispatches.
+    layer = eqx.filter_jit(LAYERS[name])(jax.random.key(0))
+    assert isinstance(layer, AbstractConditioner)
+    assert (layer.num_features, layer.cond_dim) == (C, K)
+    h, z = _inputs(jax.random.key(1), _in_width(layer), rows=(2, N))
+
+    @eqx.filter_jit
+    def outputs(layer, h, z):
+        one_z = z[0, 0]
+        return {
+            "per_sample": layer(h, z),
+            "shared": layer(h, one_z),
+            "repeated": layer(h, jnp.broadcast_to(one_z, z.shape)),
+            "point": layer(h[0, 0], one_z),
+            "point_per_sample": layer(h[1, 2], z[1, 2]),
+        }
+
+    out = outputs(layer, h, z)
+    assert out["per_sample"].shape == out["shared"].shape == (2, N, C)
+    assert out["point"].shape == (C,)
+    np.testing.assert_allclose(out["shared"], out["repeated"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out["point"], out["shared"][0, 0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        out["point_per_sample"], out["per_sample"][1, 2], rtol=1e-5, atol=1e-6
+    )
+    # Rows with different contexts get different outputs.
+    assert not np.allclose(out["per_sample"], out["shared"], atol=1e-3)
+
+
+def test_concat_conditioner_is_a_linear_map_of_the_concatenation():
+    layer = ConcatConditioner(C, K, key=jax.random.key(0))
+    h, z = _inputs(jax.random.key(1))
+    weight, bias = np.asarray(layer.linear.weight), np.asarray(layer.linear.bias)
+    y, y_shared = eqx.filter_jit(lambda layer: (layer(h, z), layer(h, z[0])))(layer)
+    h, z = np.asarray(h), np.asarray(z)
+    expected = np.concatenate([h, z], axis=-1) @ weight.T + bias
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-6)
+    shared = np.concatenate([h, np.broadcast_to(z[0], z.shape)], axis=-1)
+    np.testing.assert_allclose(y_shared, shared @ weight.T + bias, rtol=1e-5, atol=1e-6)
+
+
+GAMMAS = {
+    "one_plus_tanh": lambda raw: 1.0 + np.tanh(raw),
+    "exp": np.exp,
+    "softplus": lambda raw: np.log1p(np.exp(raw)),
+    "identity": lambda raw: raw,
+}
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_film_values_identity_at_init_and_gradients(activation):
+    key = jax.random.key(0)
+    film = FiLM(C, K, key=key, gamma_activation=activation)
+    assert type(film) is AffineModulation
+    h, z = _inputs(jax.random.key(1))
+    target = jax.random.normal(jax.random.key(2), h.shape)
+
+    def loss(film):
+        return jnp.sum(film(h, z) * target)
+
+    @eqx.filter_jit
+    def at_init(film):
+        return film(h, z), film.gamma_and_beta(z), jax.grad(loss)(film)
+
+    y, (gamma, beta), gradient = at_init(film)
+    assert y.shape == gamma.shape == beta.shape == (N, C)
+    # Exactly the identity for every context at initialisation ...
+    np.testing.assert_allclose(y, h, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(gamma, 1.0, rtol=1e-6)
+    np.testing.assert_array_equal(beta, 0.0)
+    # ... while every generator weight gets a gradient.
+    assert np.all(np.asarray(gradient.generator.weight) != 0)
+
+    # With random parameters: y = gamma(r) h + beta, r and beta linear in z.
+    film = _randomised(film, jax.random.key(3))
+    raw_and_beta = np.asarray(z) @ np.asarray(film.generator.weight).T + np.asarray(
+        film.generator.bias
+    )
+    expected = GAMMAS[activation](raw_and_beta[:, :C]) * np.asarray(h)
+    expected = expected + raw_and_beta[:, C:]
+    positive = activation != "identity"
+    y, log_det = eqx.filter_jit(
+        lambda film: (film(h, z), film.log_det(z) if positive else None)
+    )(film)
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
+    if positive:
+        # log|det| of diag(gamma), from log(gamma) in closed form.
+        gamma = GAMMAS[activation](raw_and_beta[:, :C])
+        np.testing.assert_allclose(log_det, np.log(gamma).sum(-1), rtol=1e-5, atol=1e-5)
+
+
+def test_film_exp_log_det_equals_the_autodiff_jacobian_float64(x64):
+    @eqx.filter_jit
+    def compare(key):
+        keys = jax.random.split(key, 3)
+        film = AffineModulation(C, K, key=keys[0], gamma_activation="exp")
+        film = _randomised(film, keys[1], scale=1.0)
+        h, z = _inputs(keys[2])
+        autodiff = jax.vmap(
+            lambda h_row, z_row: autodiff_log_det(lambda v: film(v, z_row), h_row)
+        )(h, z)
+        return film.log_det(z), autodiff, film.log_det(z[0])
+
+    log_det, autodiff, one = compare(jax.random.key(0))
+    assert log_det.dtype == jnp.float64
+    assert log_det.shape == (N,) and one.shape == ()
+    np.testing.assert_allclose(log_det, autodiff, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(one, log_det[0], rtol=1e-12)
+
+
+def test_film_log_det_with_identity_gamma_raises():
+    film = AffineModulation(C, K, key=jax.random.key(0), gamma_activation="identity")
+    with pytest.raises(ValueError, match=r"log_det needs a positive gamma.*'exp'"):
+        film.log_det(jnp.ones(K))
+
+
+def test_modulated_is_a_film_layer_and_a_conditional_flow():
+    key = jax.random.key(0)
+    film = AffineModulation(C, K, key=key, gamma_activation="exp")
+    film = _randomised(film, jax.random.key(1))
+    h, z = _inputs(jax.random.key(2))
+
+    @eqx.filter_jit
+    def outputs(film, h, z):
+        bijection = Modulated(film)
+        y = jax.vmap(bijection.transform)(h, z)
+        base = dist.Normal(jnp.zeros(C), 1.0).to_event(1)
+        flow = Flow(base, bijection, condition=z)
+        return y, film(h, z), flow.log_prob(y), film.gamma_and_beta(z)
+
+    y, film_y, log_prob, (gamma, beta) = outputs(film, h, z)
+    np.testing.assert_allclose(y, film_y, rtol=1e-6, atol=1e-6)
+    # log p(y | c) of a standard Normal pushed through y = gamma x + beta.
+    x = (np.asarray(y) - beta) / gamma
+    expected = -0.5 * (x**2).sum(-1) - C * 0.5 * np.log(2 * np.pi)
+    expected = expected - np.log(gamma).sum(-1)
+    np.testing.assert_allclose(log_prob, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_modulated_needs_exp_gamma():
+    film = AffineModulation(C, K, key=jax.random.key(0))
+    with pytest.raises(ValueError, match=r"gamma_activation='exp'.*'one_plus_tanh'"):
+        Modulated(film)
+    with pytest.raises(TypeError, match=r"expected a flowrox\.nn\.AffineModulation"):
+        Modulated(ConcatConditioner(C, K, key=jax.random.key(0)))
+
+
+@pytest.mark.parametrize("hidden", [None, 6])
+def test_hyper_linear_applies_the_weights_it_generates(hidden):
+    hyper = HyperLinear(2, C, K, key=jax.random.key(0), init_scale=1.0, hidden=hidden)
+    assert (hyper.in_features, hyper.out_features, hyper.num_features) == (2, C, C)
+    h, z = _inputs(jax.random.key(1), width=2)
+
+    @eqx.filter_jit
+    def outputs(hyper, h, z):
+        weight, bias = hyper.weights(z)
+        one_weight, one_bias = hyper.weights(z[0])
+        return hyper(h, z), weight, bias, hyper(h, z[0]), one_weight, one_bias
+
+    per_sample, weight, bias, shared, one_weight, one_bias = outputs(hyper, h, z)
+    assert weight.shape == (N, C, 2) and bias.shape == (N, C)
+    assert one_weight.shape == (C, 2) and one_bias.shape == (C,)
+    h, weight, bias = np.asarray(h), np.asarray(weight), np.asarray(bias)
+    explicit = np.stack([h[n] @ weight[n].T + bias[n] for n in range(N)])
+    np.testing.assert_allclose(per_sample, explicit, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        shared, h @ np.asarray(one_weight).T + np.asarray(one_bias), rtol=1e-5
+    )
+    if hidden is None:
+        # The linear generator's output, laid out as (weight rows, then bias).
+        flat = np.asarray(z) @ np.asarray(hyper.generator.weight).T
+        flat = flat + np.asarray(hyper.generator.bias)
+        np.testing.assert_allclose(
+            weight, flat[:, : 2 * C].reshape(N, C, 2), rtol=1e-5, atol=1e-6
+        )
+        np.testing.assert_allclose(bias, flat[:, 2 * C :], rtol=1e-5, atol=1e-6)
+
+
+def test_init_scale_shrinks_the_generated_weights():
+    z = jax.random.normal(jax.random.key(1), (N, K))
+
+    @eqx.filter_jit
+    def generated(z):
+        def weights(init_scale, **options):
+            key = jax.random.key(0)
+            hyper = HyperLinear(2, C, K, key=key, init_scale=init_scale, **options)
+            return hyper.weights(z)
+
+        return weights(1.0), weights(0.01), weights(0.01, weight_bound=0.5)
+
+    (full, full_bias), (small, small_bias), (calibrated, _) = generated(z)
+    # Exactly proportional: the whole last generator layer is scaled.
+    np.testing.assert_allclose(small, 0.01 * full, rtol=1e-5, atol=1e-9)
+    np.testing.assert_allclose(small_bias, 0.01 * full_bias, rtol=1e-5, atol=1e-9)
+    assert float(jnp.std(small) / jnp.std(full)) == pytest.approx(0.01, rel=1e-4)
+    # Calibrated: the context moves the weights by init_scale * bound times the
+    # default generator's response (the same generator weights, same key).
+    np.testing.assert_allclose(
+        calibrated - calibrated[:1],
+        0.01 * 0.5 * (full - full[:1]),
+        rtol=1e-4,
+        atol=1e-8,
+    )
+
+
+@pytest.mark.parametrize("hidden", [None, 16])
+def test_bound_calibration_gives_a_uniform_spread(hidden):
+    weight_bound, bias_bound = 0.05, 0.3
+    z = jax.random.normal(jax.random.key(1), (64, K))
+
+    @eqx.filter_jit
+    def calibrated(z):
+        # 2048 generated weights and 512 generated biases per context.
+        hyper = HyperLinear(
+            4,
+            512,
+            K,
+            key=jax.random.key(0),
+            hidden=hidden,
+            weight_bound=weight_bound,
+            bias_bound=bias_bound,
+        )
+        return hyper.weights(z)
+
+    weight, bias = calibrated(z)
+    for values, bound in ((weight, weight_bound), (bias, bias_bound)):
+        # U(-b, b) has standard deviation b / sqrt(3).
+        assert float(jnp.std(values)) == pytest.approx(bound / np.sqrt(3), rel=0.1)
+        assert abs(float(jnp.mean(values))) < 0.1 * bound
+
+    # Only one part calibrated: the other keeps the init_scale rule.
+    if hidden is None:
+        only_weight = HyperLinear(2, C, K, key=jax.random.key(0), weight_bound=0.05)
+        plain = HyperLinear(2, C, K, key=jax.random.key(0))
+        z = jnp.ones(K)
+        np.testing.assert_allclose(only_weight.weights(z)[1], plain.weights(z)[1])
+
+
+@pytest.mark.parametrize(
+    ("layer", "h_shape", "message"),
+    [
+        (
+            lambda: AffineModulation(C, K, key=jax.random.key(0)),
+            (10, 8),
+            r"AffineModulation: expected h with last axis 4 \(num_features\), "
+            r"got shape \(10, 8\)",
+        ),
+        (
+            lambda: ConcatConditioner(C, K, key=jax.random.key(0)),
+            (8,),
+            r"ConcatConditioner: expected h with last axis 4 \(num_features\), "
+            r"got shape \(8,\)",
+        ),
+        (
+            lambda: HyperLinear(2, C, K, key=jax.random.key(0)),
+            (10, 4),
+            r"HyperLinear: expected h with last axis 2 \(in_features\), "
+            r"got shape \(10, 4\)",
+        ),
+    ],
+)
+def test_a_wrong_h_width_names_both_shapes(layer, h_shape, message):
+    with pytest.raises(ValueError, match=message):
+        layer()(jnp.ones(h_shape), jnp.ones(K))
+
+
+@pytest.mark.parametrize("name", ["concat", "film-exp", "hyper-linear"])
+def test_a_wrong_context_names_both_shapes(name):
+    layer = LAYERS[name](jax.random.key(0))
+    h = jnp.ones((10, _in_width(layer)))
+    wrong_width = r"expected z of shape \(3,\) or \(\.\.\., 3\) \(cond_dim 3\), "
+    with pytest.raises(ValueError, match=wrong_width + r"got \(10, 2\)"):
+        layer(h, jnp.ones((10, 2)))
+    with pytest.raises(ValueError, match=wrong_width + r"got \(\)"):
+        layer(h, jnp.ones(()))
+    rows = rf"got \(5, 3\) for h of shape \(10, {_in_width(layer)}\)"
+    with pytest.raises(ValueError, match=rows):
+        layer(h, jnp.ones((5, 3)))
+
+
+def test_gamma_activation_outside_the_set_lists_the_allowed_values():
+    allowed = r"\['exp', 'identity', 'one_plus_tanh', 'softplus'\]; got 'relu'"
+    with pytest.raises(ValueError, match=allowed):
+        AffineModulation(4, 2, key=jax.random.key(0), gamma_activation="relu")
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"weight_bound": 0.0}, "weight_bound must be positive"),
+        ({"bias_bound": -1.0}, "bias_bound must be positive"),
+        ({"init_scale": -0.1}, "init_scale must be at least 0"),
+        ({"hidden": 0}, "hidden=0"),
+    ],
+)
+def test_hyper_linear_rejects_bad_options(options, message):
+    with pytest.raises(ValueError, match=message):
+        HyperLinear(2, 2, 2, key=jax.random.key(0), **options)
