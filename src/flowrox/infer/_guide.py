@@ -2,17 +2,18 @@
 
 from collections.abc import Callable
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpyro
 import numpyro.distributions as dist
+from numpyro import handlers
 from numpyro.distributions import constraints
-from numpyro.distributions.transforms import AffineTransform, IndependentTransform
 from numpyro.infer.autoguide import AutoContinuous
 from numpyro.infer.initialization import init_to_uniform
 
 from .._bayes import param_module
-from ..bijections import AbstractBijection, RationalQuadraticSpline
+from ..bijections import AbstractBijection, Affine, Chain, RationalQuadraticSpline
 from ..distributions import BijectionTransform, Flow
 from ..flows import coupling_flow, spline_flow
 
@@ -156,7 +157,9 @@ class AutoFlowGuide(AutoContinuous):
     def get_base_dist(self):
         return self.flow.base_dist
 
-    def _get_posterior(self):
+    def _transform(self) -> BijectionTransform:
+        # One transform for the whole map z -> loc + scale * f(z): NeuTra and
+        # NumPyro's ComposeTransform then run the flow once per evaluation.
         flow = param_module(f"{self.prefix}_flow", self.flow)
         loc = numpyro.param(f"{self.prefix}_loc", self._init_latent)
         scale = numpyro.param(
@@ -164,8 +167,12 @@ class AutoFlowGuide(AutoContinuous):
             jnp.full(self.latent_dim, self._init_scale),
             constraint=constraints.softplus_positive,
         )
-        transforms = [
-            BijectionTransform(flow.bijection),
-            IndependentTransform(AffineTransform(loc, scale), 1),
-        ]
-        return dist.TransformedDistribution(self.get_base_dist(), transforms)
+        affine = eqx.tree_at(lambda a: a.log_scale, Affine(loc), jnp.log(scale))
+        return BijectionTransform(Chain([flow.bijection, affine]))
+
+    def _get_posterior(self):
+        return dist.TransformedDistribution(self.get_base_dist(), self._transform())
+
+    def get_transform(self, params: dict) -> BijectionTransform:
+        """The learned map from the base to the unconstrained latent vector."""
+        return handlers.substitute(self._transform, params)()
