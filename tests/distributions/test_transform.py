@@ -108,3 +108,36 @@ def test_condition_mismatch_raises():
         ValueError, match=r"expects a condition of shape \(3,\); got None"
     ):
         BijectionTransform(ConditionalAffine(jax.random.key(0), 2, 3))
+
+
+def test_forward_pass_runs_once_for_value_and_log_det(monkeypatch):
+    # NeuTraReparam calls transform(x) and then log_abs_det_jacobian(x, y), and
+    # ComposeTransform re-applies each part: the last call is remembered.
+    calls = []
+    original = SinhArcsinh.transform_and_log_det
+
+    def counted(self, x, condition=None):
+        calls.append(1)
+        return original(self, x, condition)
+
+    monkeypatch.setattr(SinhArcsinh, "transform_and_log_det", counted)
+    bijection = _bijection()
+    transform = BijectionTransform(bijection)
+    x = jnp.array([[0.3, -1.2], [2.0, 0.1]])
+    expected_y, expected_log_det = jax.vmap(bijection.transform_and_log_det)(x)
+    for t in (transform, ComposeTransform([BijectionTransform(bijection)])):
+        calls.clear()
+        y = t(x)
+        log_det = t.log_abs_det_jacobian(x, y)
+        assert len(calls) == 1
+        np.testing.assert_allclose(y, expected_y, rtol=1e-6)
+        np.testing.assert_allclose(log_det, expected_log_det, rtol=1e-6)
+    # A new input is computed afresh, not read from the memory.
+    calls.clear()
+    other = x + 1.0
+    np.testing.assert_allclose(
+        transform.log_abs_det_jacobian(other, None),
+        jax.vmap(bijection.transform_and_log_det)(other)[1],
+        rtol=1e-6,
+    )
+    assert len(calls) == 2
