@@ -19,16 +19,18 @@ KEY = jax.random.key(0)
 
 
 @eqx.filter_jit
-def _call(layer, *args):
-    # Compiled once per layer and shapes: far cheaper than op-by-op dispatch.
+def jit_call(layer, *args):
+    """`layer(*args)`, compiled once per layer and shapes (op by op is far slower)."""
     return layer(*args)
 
 
-def _build(constructor):
+def jit_build(constructor):
+    """`constructor()`, compiled as one program."""
     return eqx.filter_jit(constructor)()
 
 
-def _shape(function, *args):
+def traced_shape(function, *args):
+    """The output shape of `function(*args)`, traced, not compiled."""
     return eqx.filter_eval_shape(function, *args).shape
 
 
@@ -39,19 +41,19 @@ def test_shape_contracts():
     net = eqx.filter_eval_shape(lambda: ConditionedRFFNet(2, 8, 4, 3, key=KEY))
     for leading in [(), (5,), (2, 3)]:
         x = jnp.ones((*leading, 2))
-        assert _shape(sinks.features, x) == (*leading, 16)
-        assert _shape(sinks, x) == (*leading, 3)
+        assert traced_shape(sinks.features, x) == (*leading, 16)
+        assert traced_shape(sinks, x) == (*leading, 3)
         for z in [jnp.ones(3), jnp.ones((*leading, 3))]:
-            assert _shape(features, x, z) == (*leading, 16)
-            assert _shape(net, x, z) == (*leading, 4)
+            assert traced_shape(features, x, z) == (*leading, 16)
+            assert traced_shape(net, x, z) == (*leading, 4)
 
 
 def test_rbf_features_closed_form_and_unit_diagonal():
-    features = _build(lambda: RBFFourierFeatures(2, 6, key=KEY, lengthscale=0.5))
+    features = jit_build(lambda: RBFFourierFeatures(2, 6, key=KEY, lengthscale=0.5))
     x = jax.random.normal(jax.random.key(1), (4, 2))
     arguments = np.asarray(x) @ np.asarray(features.frequencies).T / 0.5
     expected = np.concatenate([np.cos(arguments), np.sin(arguments)], -1) / np.sqrt(6)
-    phi = _call(features, x)
+    phi = jit_call(features, x)
     np.testing.assert_allclose(phi, expected, rtol=1e-5, atol=1e-6)
     # cos^2 + sin^2 = 1 for every frequency: k(x, x) = 1 exactly.
     np.testing.assert_allclose(np.sum(np.asarray(phi) ** 2, -1), 1.0, rtol=1e-6)
@@ -78,7 +80,7 @@ def test_rbf_kernel_estimate_converges_like_one_over_sqrt_n():
 
 
 def test_frequencies_are_a_fixed_buffer():
-    features = _build(lambda: RBFFourierFeatures(2, 4, key=KEY))
+    features = jit_build(lambda: RBFFourierFeatures(2, 4, key=KEY))
     x = jnp.ones((3, 2))
     grads = eqx.filter_jit(jax.grad(lambda f: jnp.sum(f(x))))(features)
     np.testing.assert_array_equal(grads.frequencies, 0.0)
@@ -89,11 +91,11 @@ def test_frequencies_are_a_fixed_buffer():
 
 
 def test_kitchen_sinks_is_a_linear_readout_of_the_features():
-    sinks = _build(lambda: RandomKitchenSinks(2, 5, 3, key=KEY))
+    sinks = jit_build(lambda: RandomKitchenSinks(2, 5, 3, key=KEY))
     x = jax.random.normal(jax.random.key(1), (4, 2))
-    phi = np.asarray(_call(sinks.features, x))
+    phi = np.asarray(jit_call(sinks.features, x))
     expected = phi @ np.asarray(sinks.readout.weight).T + np.asarray(sinks.readout.bias)
-    np.testing.assert_allclose(_call(sinks, x), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(jit_call(sinks, x), expected, rtol=1e-5, atol=1e-6)
     assert (sinks.in_features, sinks.out_features) == (2, 3)
 
 
@@ -129,15 +131,15 @@ def test_hyper_features_closed_form_with_a_given_parameter_net():
             np.concatenate([np.cos(argument), np.sin(argument)]) / np.sqrt(n)
         )
     np.testing.assert_allclose(
-        _call(features, x, z), np.stack(expected), rtol=1e-5, atol=1e-6
+        jit_call(features, x, z), np.stack(expected), rtol=1e-5, atol=1e-6
     )
 
 
 def test_hyper_features_shared_and_per_sample_paths_agree():
-    features = _build(lambda: HyperFourierFeatures(2, 8, 3, key=KEY, init_scale=1.0))
+    features = jit_build(lambda: HyperFourierFeatures(2, 8, 3, key=KEY, init_scale=1.0))
     x = jax.random.normal(jax.random.key(1), (2, 5, 2))
     z = jnp.array([0.3, -1.2, 0.8])
-    shared, per_sample = _call(
+    shared, per_sample = jit_call(
         lambda x, z: (features(x, z), features(x, jnp.broadcast_to(z, (2, 5, 3)))),
         x,
         z,
@@ -146,7 +148,7 @@ def test_hyper_features_shared_and_per_sample_paths_agree():
 
 
 def test_hyper_features_start_as_rbf_features_whatever_the_context():
-    features = _build(
+    features = jit_build(
         lambda: HyperFourierFeatures(1, 512, 2, key=KEY, lengthscale=0.5, init_scale=0)
     )
     x = jnp.linspace(-1.0, 1.0, 5)[:, None]
@@ -199,9 +201,9 @@ def test_bad_widths_name_both_shapes():
 
 
 def test_conditioned_rff_net_is_a_readout_of_the_hyper_features():
-    net = _build(lambda: ConditionedRFFNet(1, 6, 2, 3, key=KEY, init_scale=1.0))
+    net = jit_build(lambda: ConditionedRFFNet(1, 6, 2, 3, key=KEY, init_scale=1.0))
     x, z = jnp.ones((4, 1)), jax.random.normal(jax.random.key(1), (4, 3))
-    phi, y = _call(lambda x, z: (net.features(x, z), net(x, z)), x, z)
+    phi, y = jit_call(lambda x, z: (net.features(x, z), net(x, z)), x, z)
     expected = np.asarray(phi) @ np.asarray(net.readout.weight).T + net.readout.bias
     np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-6)
     assert (net.in_features, net.out_features, net.cond_dim) == (1, 2, 3)

@@ -10,22 +10,32 @@ from ._features import HyperFourierFeatures as HyperFourierFeatures
 from ._features import RandomKitchenSinks as RandomKitchenSinks
 from ._features import RBFFourierFeatures as RBFFourierFeatures
 from ._fields import AbstractField as AbstractField
+from ._fields import ConditionedINR as ConditionedINR
 from ._fields import DenseLayer as DenseLayer
 from ._fields import MLPField as MLPField
 from ._made import MADE as MADE
+from ._siren import SIREN as SIREN
+from ._siren import HyperSIREN as HyperSIREN
+from ._siren import SineLayer as SineLayer
+from ._siren import siren_bounds as siren_bounds
 
 __all__ = [
     "MADE",
+    "SIREN",
     "AbstractConditioner",
     "AbstractField",
     "AffineModulation",
     "ConcatConditioner",
+    "ConditionedINR",
     "ConditionedRFFNet",
     "DenseLayer",
     "FiLM",
     "HyperFourierFeatures",
     "HyperLinear",
+    "HyperSIREN",
     "MLPField",
     "RBFFourierFeatures",
     "RandomKitchenSinks",
+    "SineLayer",
+    "siren_bounds",
 ]

@@ -15,7 +15,12 @@ import jax
 import jax.numpy as jnp
 from equinox import AbstractVar
 
-from ._conditioners import _apply_linear
+from ._conditioners import (
+    AbstractConditioner,
+    AffineModulation,
+    HyperLinear,
+    _apply_linear,
+)
 
 
 def check_width(owner: str, name: str, array, width: int, role: str) -> jax.Array:
@@ -82,16 +87,30 @@ class AbstractField(eqx.Module):
 
     The structure that `ConditionedINR` relies on: `layers`, a tuple of modules
     each mapping `(..., fan_in)` to `(..., hidden_features)` (activation
-    included), and `readout`, an `eqx.nn.Linear` from `hidden_features` to
-    `out_features` applied to the last axis. `input_layer` builds a fresh first
-    layer for a wider input (what `ConditionedINR(mode="input")` needs).
+    included) and exposing their `in_features` and `out_features`, and
+    `readout`, an `eqx.nn.Linear` from `hidden_features` to `out_features`
+    applied to the last axis. The widths are read from these layers.
+    `input_layer` builds a fresh first layer for a wider input (what
+    `ConditionedINR(mode="input")` needs).
     """
 
     layers: AbstractVar[tuple[eqx.Module, ...]]
     readout: AbstractVar[eqx.nn.Linear]
-    in_features: AbstractVar[int]
-    hidden_features: AbstractVar[int]
-    out_features: AbstractVar[int]
+
+    @property
+    def in_features(self) -> int:
+        """The input width (that of the first layer)."""
+        return self.layers[0].in_features
+
+    @property
+    def hidden_features(self) -> int:
+        """The hidden width."""
+        return self.layers[0].out_features
+
+    @property
+    def out_features(self) -> int:
+        """The output width."""
+        return self.readout.out_features
 
     @abc.abstractmethod
     def input_layer(self, in_features: int, *, key: jax.Array) -> eqx.Module:
@@ -202,23 +221,126 @@ class MLPField(AbstractField):
         self.readout = eqx.nn.Linear(hidden_features, out_features, key=keys[-1])
         self.activation = activation
 
-    @property
-    def in_features(self) -> int:
-        """The input width (that of the first layer)."""
-        return self.layers[0].in_features
-
-    @property
-    def hidden_features(self) -> int:
-        """The hidden width."""
-        return self.layers[0].out_features
-
-    @property
-    def out_features(self) -> int:
-        """The output width."""
-        return self.readout.out_features
-
     def input_layer(self, in_features: int, *, key: jax.Array) -> DenseLayer:
         """A fresh `DenseLayer` from `in_features` inputs to the hidden width."""
         return DenseLayer(
             in_features, self.hidden_features, key=key, activation=self.activation
         )
+
+
+_MODES = ("feature", "input")
+
+
+def _build_conditioner(
+    conditioner: Callable, num_features: int, cond_dim: int, key: jax.Array, options
+) -> AbstractConditioner:
+    if conditioner is HyperLinear:
+        # HyperLinear takes its input and output widths: a square target layer.
+        return HyperLinear(num_features, num_features, cond_dim, key=key, **options)
+    return conditioner(num_features, cond_dim, key=key, **options)
+
+
+class ConditionedINR(eqx.Module):
+    r"""A neural field conditioned on a context, after each hidden layer or at input.
+
+    - `mode="feature"`: a conditioner $c_l$ after every hidden layer $f_l$ of the
+      inner field: $h_l = c_l(f_l(h_{l-1}), z)$, then the readout. With the
+      default `AffineModulation` (FiLM), which starts at the identity, the
+      composite is exactly the inner field at initialisation.
+    - `mode="input"`: the context is concatenated to the input,
+      $y = \text{field}([x, z])$; the first layer is rebuilt (with the inner
+      field's own initialisation) for `in_features + cond_dim` inputs.
+
+    Args:
+        inner: the field to condition (`SIREN`, `MLPField`, any `AbstractField`).
+        conditioner: the conditioner class for `mode="feature"`, built as
+            `conditioner(hidden_features, cond_dim, key=..., **conditioner_options)`
+            (`HyperLinear` is built square, from and to `hidden_features`); or
+            any callable with that signature returning an `AbstractConditioner`.
+        cond_dim: the context width.
+        key: the key for the conditioners (or the rebuilt first layer).
+        mode: `"feature"` or `"input"`.
+        **conditioner_options: passed to every conditioner (e.g.
+            `gamma_activation="exp"`).
+
+    Example:
+        >>> import jax
+        >>> import jax.numpy as jnp
+        >>> from flowrox.nn import SIREN, ConditionedINR
+        >>> inner = SIREN(2, 16, 1, depth=3, key=jax.random.key(0))
+        >>> field = ConditionedINR(inner, cond_dim=4, key=jax.random.key(1))
+        >>> x, z = jnp.ones((10, 2)), jnp.ones((10, 4))
+        >>> bool(jnp.all(field(x, z) == inner(x)))  # FiLM starts at the identity
+        True
+    """
+
+    inner: AbstractField
+    conditioners: tuple[AbstractConditioner, ...]
+    in_features: int = eqx.field(static=True)
+    cond_dim: int = eqx.field(static=True)
+    mode: str = eqx.field(static=True)
+
+    def __init__(
+        self,
+        inner: AbstractField,
+        conditioner: Callable[..., AbstractConditioner] = AffineModulation,
+        *,
+        cond_dim: int,
+        key: jax.Array,
+        mode: str = "feature",
+        **conditioner_options,
+    ):
+        if mode not in _MODES:
+            raise ValueError(
+                f"ConditionedINR: mode must be one of {list(_MODES)}; got {mode!r}."
+            )
+        if not isinstance(inner, AbstractField):
+            raise TypeError(
+                "ConditionedINR: inner must be an AbstractField (SIREN, MLPField, "
+                f"...), which exposes its layers; got {type(inner).__name__}."
+            )
+        self.in_features, self.cond_dim, self.mode = inner.in_features, cond_dim, mode
+        if mode == "input":
+            if conditioner_options:
+                raise ValueError(
+                    "ConditionedINR: conditioner options apply to mode='feature' "
+                    f"only; got {sorted(conditioner_options)} with mode='input'."
+                )
+            first = inner.input_layer(inner.in_features + cond_dim, key=key)
+            self.inner = eqx.tree_at(lambda field: field.layers[0], inner, first)
+            self.conditioners = ()
+        else:
+            keys = jax.random.split(key, len(inner.layers))
+            self.inner = inner
+            self.conditioners = tuple(
+                _build_conditioner(
+                    conditioner, inner.hidden_features, cond_dim, k, conditioner_options
+                )
+                for k in keys
+            )
+
+    @property
+    def out_features(self) -> int:
+        """The output width."""
+        return self.inner.out_features
+
+    def __call__(self, x, z) -> jax.Array:
+        """The conditioned field at `x` `(..., in_features)`: `(..., out_features)`.
+
+        Args:
+            x: inputs of shape `(..., in_features)`.
+            z: one context `(cond_dim,)` for all rows, or one per row,
+                `(..., cond_dim)` with the leading shape of `x`.
+        """
+        x = check_width("ConditionedINR", "x", x, self.in_features, "in_features")
+        z, shared = check_context("ConditionedINR", x, z, self.cond_dim)
+        if self.mode == "input":
+            if shared:
+                z = jnp.broadcast_to(z, (*x.shape[:-1], self.cond_dim))
+            return self.inner(jnp.concatenate([x, z.astype(x.dtype)], axis=-1))
+        h = x
+        for layer, conditioner in zip(
+            self.inner.layers, self.conditioners, strict=True
+        ):
+            h = conditioner(layer(h), z)
+        return _apply_linear(self.inner.readout, h)
