@@ -1,5 +1,8 @@
 """Neural network modules: conditioners and autoregressive networks."""
 
+from ._bayesian import BayesianAffineModulation as BayesianAffineModulation
+from ._bayesian import BayesianConcatConditioner as BayesianConcatConditioner
+from ._bayesian import BayesianHyperLinear as BayesianHyperLinear
 from ._conditioners import AbstractConditioner as AbstractConditioner
 from ._conditioners import AffineModulation as AffineModulation
 from ._conditioners import ConcatConditioner as ConcatConditioner
@@ -25,6 +28,9 @@ __all__ = [
     "AbstractConditioner",
     "AbstractField",
     "AffineModulation",
+    "BayesianAffineModulation",
+    "BayesianConcatConditioner",
+    "BayesianHyperLinear",
     "ConcatConditioner",
     "ConditionedINR",
     "ConditionedRFFNet",

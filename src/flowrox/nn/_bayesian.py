@@ -1,0 +1,244 @@
+"""Bayesian conditioners: the conditioners with priors declared on their weights.
+
+Each function builds the ordinary layer and returns `flowrox.bayesian(layer,
+prior, where=...)`: the same class, with random markers in place of the chosen
+leaves. `flowrox.sample_module(name, layer)` inside a NumPyro model draws them
+and returns an ordinary layer, so every feature of the layer (both context
+paths, `log_det`, `weights`, the calibrated initialisation) works on the draw.
+"""
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpyro.distributions as dist
+
+from .._bayes import AbstractPrior, bayesian
+from ..priors import init_matched
+from ._conditioners import (
+    AffineModulation,
+    ConcatConditioner,
+    HyperLinear,
+    _last_layer,
+)
+
+Prior = dist.Distribution | AbstractPrior | Mapping | Callable
+
+
+def _prior_for(
+    owner: str,
+    prior: Prior | None,
+    prior_scale: float | None,
+    centred_on_init: bool,
+    default_scale: float | None,
+) -> Prior:
+    """The prior to declare: `prior` as given, or a Normal from `prior_scale`.
+
+    A `prior_scale` of None falls back to `default_scale`; a `default_scale` of
+    None means the init-matched Normal (each leaf's root mean square).
+    """
+    if prior is not None:
+        if prior_scale is not None or centred_on_init:
+            raise ValueError(
+                f"{owner}: give either prior=... or prior_scale/centred_on_init, "
+                f"not both; got prior={prior!r}, prior_scale={prior_scale}, "
+                f"centred_on_init={centred_on_init}."
+            )
+        return prior
+    scale = default_scale if prior_scale is None else prior_scale
+    if scale is None:
+        return init_matched(centred_on_init=centred_on_init)
+    if not scale > 0:
+        raise ValueError(f"{owner}: prior_scale must be positive; got {scale}.")
+    if not centred_on_init:
+        return dist.Normal(0.0, scale)
+
+    def centred(path: str, leaf: jax.Array) -> dist.Distribution:
+        del path
+        return dist.Normal(leaf, jnp.full(leaf.shape, scale, leaf.dtype))
+
+    return centred
+
+
+def _part_matched(
+    n_weight: int, centred_on_init: bool, zero_scale: float = 1e-2
+) -> Callable[[str, jax.Array], dist.Distribution]:
+    """Init-matched Normals for a hyper-network's last layer, one scale per part.
+
+    The rows generating the target weight and those generating the target bias
+    are initialised at different scales (see `HyperLinear`'s bounds), so each
+    part gets its own root mean square as its prior scale.
+    """
+
+    def prior(path: str, leaf: jax.Array) -> dist.Distribution:
+        del path
+        scales = []
+        for part in (leaf[:n_weight], leaf[n_weight:]):
+            rms = jnp.sqrt(jnp.mean(jnp.square(part)))
+            scales.append(jnp.full(part.shape, jnp.where(rms > 0, rms, zero_scale)))
+        loc = leaf if centred_on_init else jnp.zeros_like(leaf)
+        return dist.Normal(loc, jnp.concatenate(scales))
+
+    return prior
+
+
+def BayesianConcatConditioner(
+    num_features: int,
+    cond_dim: int,
+    *,
+    key: jax.Array,
+    prior_scale: float | None = None,
+    prior: Prior | None = None,
+    centred_on_init: bool = False,
+) -> ConcatConditioner:
+    """A `ConcatConditioner` with Normal priors on its weight and bias.
+
+    Sites: `{name}/linear.weight` and `{name}/linear.bias`.
+
+    Args:
+        num_features: the width of `h` and of the output.
+        cond_dim: the width of the context.
+        key: the key for the initial weights.
+        prior_scale: the scale of the Normal priors; default: each leaf's
+            initialisation scale (`flowrox.priors.init_matched`), so that prior
+            draws look like freshly initialised layers.
+        prior: any prior accepted by `flowrox.bayesian`, instead of
+            `prior_scale`.
+        centred_on_init: centre the Normal priors on the initial values.
+
+    Returns:
+        The `ConcatConditioner`, with its leaves declared random.
+
+    Example:
+        >>> import jax
+        >>> import jax.numpy as jnp
+        >>> import flowrox
+        >>> from flowrox.nn import BayesianConcatConditioner
+        >>> layer = BayesianConcatConditioner(4, 2, key=jax.random.key(0))
+        >>> drawn = flowrox.sample_module("concat", layer, rng_key=jax.random.key(1))
+        >>> drawn(jnp.ones((3, 4)), jnp.ones(2)).shape
+        (3, 4)
+    """
+    prior = _prior_for(
+        "BayesianConcatConditioner", prior, prior_scale, centred_on_init, None
+    )
+    layer = ConcatConditioner(num_features, cond_dim, key=key)
+    return bayesian(layer, prior, where=lambda m: m.linear)
+
+
+def BayesianAffineModulation(
+    num_features: int,
+    cond_dim: int,
+    *,
+    key: jax.Array,
+    prior_scale: float | None = None,
+    prior: Prior | None = None,
+    centred_on_init: bool = False,
+    **options: Any,
+) -> AffineModulation:
+    r"""An `AffineModulation` (FiLM) with Normal priors on its generator.
+
+    Sites: `{name}/generator.weight` and `{name}/generator.bias`; the prior on
+    the raw generator output induces the prior on $\gamma(z)$ and $\beta(z)$
+    through the chosen `gamma_activation`. With `centred_on_init=True` the
+    prior is centred on the identity layer.
+
+    Args:
+        num_features: the width of `h` and of the output.
+        cond_dim: the width of the context.
+        key: passed to `AffineModulation`.
+        prior_scale: the scale of the Normal priors (default 1.0).
+        prior: any prior accepted by `flowrox.bayesian`, instead of
+            `prior_scale`.
+        centred_on_init: centre the Normal priors on the initial (identity)
+            generator.
+        **options: `AffineModulation`'s options (`gamma_activation`).
+
+    Returns:
+        The `AffineModulation`, with its generator declared random.
+
+    Example:
+        >>> import jax
+        >>> import jax.numpy as jnp
+        >>> import flowrox
+        >>> from flowrox.nn import BayesianAffineModulation
+        >>> film = BayesianAffineModulation(
+        ...     3, 2, key=jax.random.key(0), gamma_activation="exp"
+        ... )
+        >>> drawn = flowrox.sample_module("film", film, rng_key=jax.random.key(1))
+        >>> drawn.log_det(jnp.ones((5, 2))).shape
+        (5,)
+    """
+    prior = _prior_for(
+        "BayesianAffineModulation", prior, prior_scale, centred_on_init, 1.0
+    )
+    layer = AffineModulation(num_features, cond_dim, key=key, **options)
+    return bayesian(layer, prior, where=lambda m: m.generator)
+
+
+def BayesianHyperLinear(
+    in_features: int,
+    out_features: int,
+    cond_dim: int,
+    *,
+    key: jax.Array,
+    prior_scale: float | None = None,
+    prior: Prior | None = None,
+    centred_on_init: bool = False,
+    **options: Any,
+) -> HyperLinear:
+    """A `HyperLinear` with priors on its generator only.
+
+    The target weights are generated from the context, not sampled, so the
+    sites are the generator's leaves: `{name}/generator.weight` and
+    `{name}/generator.bias` for a linear generator
+    (`{name}/generator.layers.0.weight`, ... for an MLP). Their number does not
+    depend on the width of the target layer.
+
+    The default prior is init-matched: each generator leaf's root mean square
+    is its prior scale, with separate scales, in the last layer, for the rows
+    generating the target weight and those generating its bias. With
+    `weight_bound`/`bias_bound`, a prior draw then generates weights with the
+    spread of the calibrated initialisation.
+
+    Args:
+        in_features: the width of `h`.
+        out_features: the width of the output.
+        cond_dim: the width of the context.
+        key: passed to `HyperLinear`.
+        prior_scale: the scale of Normal priors on the generator leaves;
+            default: each leaf's initialisation scale.
+        prior: any prior accepted by `flowrox.bayesian`, instead of
+            `prior_scale`.
+        centred_on_init: centre the Normal priors on the initial generator.
+        **options: `HyperLinear`'s options (`init_scale`, `hidden`,
+            `activation`, `weight_bound`, `bias_bound`).
+
+    Returns:
+        The `HyperLinear`, with its generator declared random.
+
+    Example:
+        >>> import jax
+        >>> import numpyro
+        >>> import flowrox
+        >>> from flowrox.nn import BayesianHyperLinear
+        >>> hyper = BayesianHyperLinear(8, 8, 2, key=jax.random.key(0))
+        >>> def model():
+        ...     flowrox.sample_module("hyper", hyper)
+        >>> trace = numpyro.handlers.trace(numpyro.handlers.seed(model, 0)).get_trace()
+        >>> list(trace)
+        ['hyper/generator.weight', 'hyper/generator.bias']
+    """
+    default = prior is None and prior_scale is None
+    prior = _prior_for("BayesianHyperLinear", prior, prior_scale, centred_on_init, None)
+    layer = HyperLinear(in_features, out_features, cond_dim, key=key, **options)
+    if default:
+        n_weight = layer.out_features * layer.in_features
+        layer = bayesian(
+            layer,
+            _part_matched(n_weight, centred_on_init),
+            where=lambda m: _last_layer(m.generator),
+        )
+    # The rest of the generator (the hidden layers of an MLP generator).
+    return bayesian(layer, prior, where=lambda m: m.generator)
