@@ -25,13 +25,13 @@ class Modulated(AbstractBijection):
         >>> import jax.numpy as jnp
         >>> from flowrox.bijections import Modulated
         >>> from flowrox.nn import AffineModulation
-        >>> film = AffineModulation(3, 2, key=jax.random.key(0), gamma_activation="exp")
+        >>> film = AffineModulation(4, 2, key=jax.random.key(0), gamma_activation="exp")
         >>> bijection = Modulated(film)
         >>> bijection.shape, bijection.cond_shape
-        ((3,), (2,))
-        >>> y, log_det = bijection.transform_and_log_det(jnp.ones(3), jnp.ones(2))
+        ((4,), (2,))
+        >>> y, log_det = bijection.transform_and_log_det(jnp.ones(4), jnp.ones(2))
         >>> y.tolist(), float(log_det)  # the identity at initialisation
-        ([1.0, 1.0, 1.0], 0.0)
+        ([1.0, 1.0, 1.0, 1.0], 0.0)
     """
 
     modulation: AffineModulation

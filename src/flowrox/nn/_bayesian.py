@@ -164,11 +164,11 @@ def BayesianAffineModulation(
         >>> import flowrox
         >>> from flowrox.nn import BayesianAffineModulation
         >>> film = BayesianAffineModulation(
-        ...     3, 2, key=jax.random.key(0), gamma_activation="exp"
+        ...     4, 2, key=jax.random.key(0), gamma_activation="exp"
         ... )
         >>> drawn = flowrox.sample_module("film", film, rng_key=jax.random.key(1))
-        >>> drawn.log_det(jnp.ones((5, 2))).shape
-        (5,)
+        >>> drawn.log_det(jnp.ones((3, 2))).shape
+        (3,)
     """
     prior = _prior_for(
         "BayesianAffineModulation", prior, prior_scale, centred_on_init, 1.0
@@ -223,7 +223,7 @@ def BayesianHyperLinear(
         >>> import numpyro
         >>> import flowrox
         >>> from flowrox.nn import BayesianHyperLinear
-        >>> hyper = BayesianHyperLinear(8, 8, 2, key=jax.random.key(0))
+        >>> hyper = BayesianHyperLinear(4, 4, 2, key=jax.random.key(0))
         >>> def model():
         ...     flowrox.sample_module("hyper", hyper)
         >>> trace = numpyro.handlers.trace(numpyro.handlers.seed(model, 0)).get_trace()

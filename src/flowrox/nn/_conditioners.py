@@ -21,6 +21,7 @@ import einops
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from equinox import AbstractVar
 from jax.typing import ArrayLike
 
@@ -37,6 +38,16 @@ def _check_sizes(owner: str, **sizes: int) -> None:
 
 def _last_layer(generator: eqx.nn.Linear | eqx.nn.MLP) -> eqx.nn.Linear:
     return generator if isinstance(generator, eqx.nn.Linear) else generator.layers[-1]
+
+
+def _linear_from(weight: jax.Array, bias: jax.Array) -> eqx.nn.Linear:
+    """An `eqx.nn.Linear` holding the given weight and bias."""
+    n_out, n_in = weight.shape
+    # Only the structure is built: no random draw is computed and thrown away.
+    skeleton = eqx.filter_eval_shape(
+        lambda: eqx.nn.Linear(n_in, n_out, key=jax.random.key(0))
+    )
+    return eqx.tree_at(lambda g: (g.weight, g.bias), skeleton, (weight, bias))
 
 
 def _apply_linear(linear: eqx.nn.Linear, x: jax.Array) -> jax.Array:
@@ -62,8 +73,8 @@ class AbstractConditioner(eqx.Module):
         >>> layer = FiLM(4, 2, key=jax.random.key(0))
         >>> isinstance(layer, AbstractConditioner)
         True
-        >>> layer(jnp.ones((5, 4)), jnp.ones(2)).shape
-        (5, 4)
+        >>> layer(jnp.ones((3, 4)), jnp.ones(2)).shape
+        (3, 4)
     """
 
     num_features: AbstractVar[int]
@@ -136,9 +147,9 @@ class ConcatConditioner(AbstractConditioner):
         >>> import jax
         >>> import jax.numpy as jnp
         >>> from flowrox.nn import ConcatConditioner
-        >>> layer = ConcatConditioner(8, 4, key=jax.random.key(0))
-        >>> layer(jnp.ones((5, 8)), jnp.ones((5, 4))).shape
-        (5, 8)
+        >>> layer = ConcatConditioner(4, 2, key=jax.random.key(0))
+        >>> layer(jnp.ones((3, 4)), jnp.ones((3, 2))).shape
+        (3, 4)
     """
 
     linear: eqx.nn.Linear
@@ -207,9 +218,10 @@ class AffineModulation(AbstractConditioner):
         >>> import jax
         >>> import jax.numpy as jnp
         >>> from flowrox.nn import AffineModulation
-        >>> film = AffineModulation(3, 2, key=jax.random.key(0))
-        >>> film(jnp.array([1.0, 2.0, 3.0]), jnp.array([0.5, -1.0])).tolist()
-        [1.0, 2.0, 3.0]
+        >>> film = AffineModulation(4, 2, key=jax.random.key(0))
+        >>> h = jnp.arange(12.0).reshape(3, 4)
+        >>> bool((film(h, jnp.ones((3, 2))) == h).all())  # the identity at init
+        True
     """
 
     generator: eqx.nn.Linear
@@ -233,18 +245,15 @@ class AffineModulation(AbstractConditioner):
             )
         self.num_features, self.cond_dim = int(num_features), int(cond_dim)
         self.gamma_activation = gamma_activation
-        generator = eqx.nn.Linear(self.cond_dim, 2 * self.num_features, key=key)
+        del key
+        dtype = jnp.result_type(float)
         raw_one = _GAMMA_ACTIVATIONS[gamma_activation][1]
-        bias = jnp.concatenate(
-            [
-                jnp.full(self.num_features, raw_one, generator.bias.dtype),
-                jnp.zeros(self.num_features, generator.bias.dtype),
-            ]
+        bias = np.concatenate(
+            [np.full(self.num_features, raw_one), np.zeros(self.num_features)]
         )
-        self.generator = eqx.tree_at(
-            lambda g: (g.weight, g.bias),
-            generator,
-            (jnp.zeros_like(generator.weight), bias),
+        self.generator = _linear_from(
+            jnp.zeros((2 * self.num_features, self.cond_dim), dtype),
+            jnp.asarray(bias, dtype),
         )
 
     def _raw_and_beta(self, z: ArrayLike) -> tuple[jax.Array, jax.Array]:
@@ -287,9 +296,9 @@ class AffineModulation(AbstractConditioner):
             >>> import jax.numpy as jnp
             >>> from flowrox.nn import AffineModulation
             >>> key = jax.random.key(0)
-            >>> film = AffineModulation(3, 2, key=key, gamma_activation="exp")
-            >>> film.log_det(jnp.ones((4, 2))).tolist()  # the identity at init
-            [0.0, 0.0, 0.0, 0.0]
+            >>> film = AffineModulation(4, 2, key=key, gamma_activation="exp")
+            >>> film.log_det(jnp.ones((3, 2))).tolist()  # the identity at init
+            [0.0, 0.0, 0.0]
         """
         log_gamma = _LOG_GAMMA.get(self.gamma_activation)
         if log_gamma is None:
@@ -329,8 +338,9 @@ class HyperLinear(AbstractConditioner):
       `h`.
 
     Initialisation. By default the generator's last layer (weight and bias)
-    is equinox's `Linear` initialisation times `init_scale`, so the generated
-    weights are exactly `init_scale` times what they would be otherwise.
+    is drawn from $U(\pm 1/\sqrt{\text{fan-in}})$, equinox's `Linear`
+    initialisation, times `init_scale`, so the generated weights are exactly
+    `init_scale` times what they would be with `init_scale=1`.
     With `weight_bound` (and/or `bias_bound`), that part is calibrated to a
     standard uniform initialisation instead: the generator's bias is drawn
     from $U(\pm\text{bound})$ and the rows of its weight are scaled by
@@ -356,11 +366,11 @@ class HyperLinear(AbstractConditioner):
         >>> import jax
         >>> import jax.numpy as jnp
         >>> from flowrox.nn import HyperLinear
-        >>> hyper = HyperLinear(4, 8, 3, key=jax.random.key(0))
-        >>> hyper(jnp.ones((6, 4)), jnp.ones(3)).shape  # one (W, b) for all rows
-        (6, 8)
-        >>> hyper(jnp.ones((6, 4)), jnp.ones((6, 3))).shape  # one (W, b) per row
-        (6, 8)
+        >>> hyper = HyperLinear(4, 4, 2, key=jax.random.key(0))
+        >>> hyper(jnp.ones((3, 4)), jnp.ones(2)).shape  # one (W, b) for all rows
+        (3, 4)
+        >>> hyper(jnp.ones((3, 4)), jnp.ones((3, 2))).shape  # one (W, b) per row
+        (3, 4)
     """
 
     generator: eqx.nn.Linear | eqx.nn.MLP
@@ -402,39 +412,39 @@ class HyperLinear(AbstractConditioner):
         self.cond_dim = int(cond_dim)
         n_weight = self.out_features * self.in_features
         n_out = n_weight + self.out_features
-        generator_key, weight_key, bias_key = jax.random.split(key, 3)
+        hidden_key, weight_key, bias_key = jax.random.split(key, 3)
+        fan_in = self.cond_dim if hidden is None else int(hidden)
+        # The bounds of the uniform draws of the last layer, row by row: the rows
+        # generating the target weight, then those generating the target bias.
+        default = 1.0 / math.sqrt(fan_in)
+        weight_bounds, bias_bounds = [], []
+        for bound, n_rows in ((weight_bound, n_weight), (bias_bound, n_out - n_weight)):
+            if bound is None:
+                rows = (init_scale * default, init_scale * default)
+            else:
+                rows = (init_scale * bound * default, bound)
+            weight_bounds.append(np.full(n_rows, rows[0]))
+            bias_bounds.append(np.full(n_rows, rows[1]))
+        dtype = jnp.result_type(float)
+        weight_bounds = jnp.asarray(np.concatenate(weight_bounds), dtype)
+        bias_bounds = jnp.asarray(np.concatenate(bias_bounds), dtype)
+        last = _linear_from(
+            weight_bounds[:, None]
+            * jax.random.uniform(weight_key, (n_out, fan_in), dtype, -1.0, 1.0),
+            bias_bounds * jax.random.uniform(bias_key, (n_out,), dtype, -1.0, 1.0),
+        )
         if hidden is None:
-            generator = eqx.nn.Linear(self.cond_dim, n_out, key=generator_key)
+            self.generator = last
         else:
-            generator = eqx.nn.MLP(
+            mlp = eqx.nn.MLP(
                 self.cond_dim,
                 n_out,
                 int(hidden),
                 1,
                 activation=activation,
-                key=generator_key,
+                key=hidden_key,
             )
-        layer = _last_layer(generator)
-        parts = []
-        for bound, part_key, rows in (
-            (weight_bound, weight_key, slice(0, n_weight)),
-            (bias_bound, bias_key, slice(n_weight, n_out)),
-        ):
-            weight, bias = layer.weight[rows], layer.bias[rows]
-            if bound is None:
-                parts.append((init_scale * weight, init_scale * bias))
-            else:
-                drawn = jax.random.uniform(
-                    part_key, bias.shape, bias.dtype, minval=-bound, maxval=bound
-                )
-                parts.append((init_scale * bound * weight, drawn))
-        new_weight = jnp.concatenate([parts[0][0], parts[1][0]])
-        new_bias = jnp.concatenate([parts[0][1], parts[1][1]])
-        self.generator = eqx.tree_at(
-            lambda g: (_last_layer(g).weight, _last_layer(g).bias),
-            generator,
-            (new_weight, new_bias),
-        )
+            self.generator = eqx.tree_at(lambda g: g.layers[-1], mlp, last)
 
     @property
     def num_features(self) -> int:
@@ -463,10 +473,10 @@ class HyperLinear(AbstractConditioner):
             >>> import jax
             >>> import jax.numpy as jnp
             >>> from flowrox.nn import HyperLinear
-            >>> hyper = HyperLinear(4, 2, 3, key=jax.random.key(0))
-            >>> weight, bias = hyper.weights(jnp.ones((5, 3)))
+            >>> hyper = HyperLinear(4, 4, 2, key=jax.random.key(0))
+            >>> weight, bias = hyper.weights(jnp.ones((3, 2)))
             >>> weight.shape, bias.shape
-            ((5, 2, 4), (5, 2))
+            ((3, 4, 4), (3, 4))
         """
         _, z = self._check_inputs(None, z)
         features, layer = self._features_and_last_layer(z)
