@@ -51,6 +51,7 @@ def test_the_guide_starts_at_the_initial_point_with_the_initial_scale():
         hidden=4,
         transformer=Affine(),
         init_loc_fn=init_to_value(values=start),
+        init_scale=0.1,
     )
     svi = SVI(normal_model, guide, optax.adam(0.0), Trace_ELBO())
     params = svi.get_params(svi.init(jax.random.key(0)))
