@@ -1,5 +1,6 @@
 """importance_diagnostics against exact answers."""
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -76,3 +77,7 @@ def test_bad_arguments_are_named():
         importance_diagnostics(
             flow, lambda x: jnp.where(x[0] > 100.0, 0.0, -jnp.inf), jax.random.key(0)
         )
+    # A flow with NaN parameters is named as the culprit, not the target.
+    broken = eqx.tree_at(lambda f: f.bijection.loc, flow, jnp.array([jnp.nan, 0.0]))
+    with pytest.raises(ValueError, match="flow's own draws or log densities are NaN"):
+        importance_diagnostics(broken, flow.log_prob, jax.random.key(0))

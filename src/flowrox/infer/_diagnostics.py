@@ -4,6 +4,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from numpyro.distributions import Distribution
 from numpyro.infer.autoguide import AutoContinuous
@@ -137,8 +138,22 @@ def importance_diagnostics(
         potential = flat_potential(owner, log_density=log_density)
 
     @jax.jit
-    def log_weights(key):
+    def log_densities(key):
         values, log_q = draw(resolved.distribution, key, (n,))
-        return -jax.vmap(potential)(values) - log_q
+        finite = jnp.isfinite(log_q) & jnp.all(
+            jnp.isfinite(values.reshape(n, -1)), axis=-1
+        )
+        return -jax.vmap(potential)(values), log_q, finite
 
-    return _summarise(np.asarray(log_weights(draw_key), dtype=np.float64))
+    log_p, log_q, finite = (np.asarray(a) for a in log_densities(draw_key))
+    bad = int(np.sum(~finite))
+    if bad:
+        raise ValueError(
+            f"{owner}: the flow's own draws or log densities are NaN or infinite "
+            f"at {bad} of its {n} draws, so no weight is defined there. Its "
+            "parameters are probably not finite (look for NaN in the SVI losses "
+            "or in params), or its scales overflow; refit with a smaller "
+            "learning rate."
+        )
+    log_p, log_q = log_p.astype(np.float64), log_q.astype(np.float64)
+    return _summarise(log_p - log_q)
