@@ -3,6 +3,8 @@
 from ._bayesian import BayesianAffineModulation as BayesianAffineModulation
 from ._bayesian import BayesianConcatConditioner as BayesianConcatConditioner
 from ._bayesian import BayesianHyperLinear as BayesianHyperLinear
+from ._bayesian_fields import BayesianHyperSIREN as BayesianHyperSIREN
+from ._bayesian_fields import BayesianSIREN as BayesianSIREN
 from ._conditioners import AbstractConditioner as AbstractConditioner
 from ._conditioners import AffineModulation as AffineModulation
 from ._conditioners import ConcatConditioner as ConcatConditioner
@@ -31,6 +33,8 @@ __all__ = [
     "BayesianAffineModulation",
     "BayesianConcatConditioner",
     "BayesianHyperLinear",
+    "BayesianHyperSIREN",
+    "BayesianSIREN",
     "ConcatConditioner",
     "ConditionedINR",
     "ConditionedRFFNet",

@@ -1,0 +1,194 @@
+"""Bayesian SIREN and HyperSIREN: the ordinary classes with priors on chosen leaves.
+
+These are thin constructors: each builds the deterministic module and returns
+`flowrox.bayesian(module, prior, where=...)`, so the result is still a `SIREN`
+or a `HyperSIREN` (holding random markers), and `flowrox.sample_module(name, ...)`
+inside a NumPyro model returns an ordinary one with every feature intact.
+"""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpyro.distributions as dist
+
+from .._bayes import bayesian
+from ._bayesian import Prior, _part_matched, _prior_for
+from ._conditioners import _last_layer
+from ._siren import SIREN, HyperSIREN
+
+
+def _matched_normal(leaf: jax.Array, scale: float, centred_on_init: bool):
+    loc = leaf if centred_on_init else jnp.zeros_like(leaf)
+    return dist.Normal(loc, jnp.full(leaf.shape, scale, leaf.dtype))
+
+
+def BayesianSIREN(
+    in_features: int,
+    hidden_features: int,
+    out_features: int,
+    depth: int,
+    *,
+    key: jax.Array,
+    first_omega: float = 30.0,
+    hidden_omega: float = 30.0,
+    c: float = 6.0,
+    prior_scale: float | None = None,
+    prior: Prior | None = None,
+    centred_on_init: bool = False,
+) -> SIREN:
+    r"""A `SIREN` with Normal priors matched to its initialisation regime.
+
+    By default every weight and bias of layer $l$ (sine layers, then the
+    readout) gets the prior $\mathcal{N}(0, u_l^2 / 3)$, where $u_l$ is the
+    layer's SIREN bound (`SIREN.weight_bounds()`): $u_l/\sqrt{3}$ is the
+    standard deviation of the $U(\pm u_l)$ initialisation, so prior draws are
+    networks in Sitzmann's regime (unit-variance pre-activations through
+    depth), whatever the width.
+    Sites: `f"{name}/layers.{l}.weight"`, `.bias`, `f"{name}/readout.weight"`,
+    `.bias`.
+
+    Args:
+        in_features: the input width.
+        hidden_features: the width of every sine layer.
+        out_features: the output width.
+        depth: the number of sine layers.
+        key: the key for the initial weights.
+        first_omega: the frequency of the first layer.
+        hidden_omega: the frequency of the later layers.
+        c: the constant of the hidden bound.
+        prior_scale: if given, one Normal scale for every leaf instead of the
+            matched scales.
+        prior: any prior accepted by `flowrox.bayesian`, instead of the
+            matched Normals.
+        centred_on_init: centre the Normal priors on the initial weights.
+
+    Returns:
+        The `SIREN`, with a random marker for every weight and bias.
+
+    Example:
+        >>> import jax
+        >>> import jax.numpy as jnp
+        >>> import flowrox
+        >>> from flowrox.nn import BayesianSIREN
+        >>> model = BayesianSIREN(1, 16, 1, depth=2, key=jax.random.key(0))
+        >>> siren = flowrox.sample_module("f", model, rng_key=jax.random.key(1))
+        >>> siren(jnp.zeros((5, 1))).shape
+        (5, 1)
+    """
+    siren = SIREN(
+        in_features,
+        hidden_features,
+        out_features,
+        depth,
+        key=key,
+        first_omega=first_omega,
+        hidden_omega=hidden_omega,
+        c=c,
+    )
+    if prior is not None or prior_scale is not None:
+        prior = _prior_for(
+            "BayesianSIREN", prior, prior_scale, centred_on_init, default_scale=None
+        )
+        return bayesian(siren, prior)
+    matched = {}
+    layers = (*siren.layers, siren.readout)
+    paths = [f"layers.{index}" for index in range(depth)] + ["readout"]
+    for path, layer, bound in zip(paths, layers, siren.weight_bounds(), strict=True):
+        scale = bound / math.sqrt(3.0)
+        for leaf_name in ("weight", "bias"):
+            leaf = getattr(layer, leaf_name)
+            matched[f"{path}.{leaf_name}"] = _matched_normal(
+                leaf, scale, centred_on_init
+            )
+    return bayesian(siren, matched)
+
+
+def _generators(nif: HyperSIREN) -> tuple:
+    return (*(layer.generator for layer in nif.layers), nif.readout.generator)
+
+
+def BayesianHyperSIREN(
+    in_features: int,
+    hidden_features: int,
+    out_features: int,
+    depth: int,
+    cond_dim: int,
+    *,
+    key: jax.Array,
+    prior_scale: float | None = None,
+    prior: Prior | None = None,
+    centred_on_init: bool = False,
+    parameter_net_prior: Prior | None = None,
+    **options,
+) -> HyperSIREN:
+    r"""A `HyperSIREN` with priors on its generators' weights only.
+
+    The target SIREN weights are generated, not sampled, so the number of sites
+    (and the cost of inference) depends on the generators, not on the width of
+    the SIREN: for a linear generator, two sites per layer,
+    `f"{name}/layers.{l}.generator.weight"` and `.bias` (and
+    `readout.generator.*`). By default the priors are init-matched, as in
+    `BayesianHyperLinear`: each leaf's initial root mean square is its Normal
+    scale, with separate scales, in a generator's last layer, for the rows
+    generating the target weight and those generating its bias. Since the
+    generators are calibrated to the SIREN bounds, prior draws generate weights
+    with SIREN's spread. The parameter network stays deterministic (train it,
+    or register it with `flowrox.param_module`) unless `parameter_net_prior` is
+    given.
+
+    Args:
+        in_features: the input width.
+        hidden_features: the width of every sine layer.
+        out_features: the output width.
+        depth: the number of sine layers.
+        cond_dim: the context width.
+        key: the key for the initial weights.
+        prior_scale: if given, one Normal scale for every generator leaf
+            instead of the init-matched scales.
+        prior: any prior accepted by `flowrox.bayesian`, for the generator
+            leaves, instead of the init-matched Normals.
+        centred_on_init: centre the Normal priors on the initial values.
+        parameter_net_prior: if given, a prior for the parameter network too.
+        **options: passed to `HyperSIREN` (`parameter_net`, `latent_dim`,
+            `first_omega`, `hidden_omega`, `c`, `init_scale`, ...).
+
+    Returns:
+        The `HyperSIREN`, with random markers in its generators.
+
+    Example:
+        >>> import jax
+        >>> import jax.numpy as jnp
+        >>> import flowrox
+        >>> from flowrox.nn import BayesianHyperSIREN
+        >>> model = BayesianHyperSIREN(1, 16, 1, 2, cond_dim=2, key=jax.random.key(0))
+        >>> nif = flowrox.sample_module("nif", model, rng_key=jax.random.key(1))
+        >>> nif(jnp.zeros((5, 1)), jnp.ones(2)).shape
+        (5, 1)
+    """
+    nif = HyperSIREN(
+        in_features,
+        hidden_features,
+        out_features,
+        depth,
+        cond_dim,
+        key=key,
+        **options,
+    )
+    default = prior is None and prior_scale is None
+    prior = _prior_for("BayesianHyperSIREN", prior, prior_scale, centred_on_init, None)
+    if default:
+        for index, layer in enumerate((*nif.layers, nif.readout)):
+            part_matched = _part_matched(
+                layer.out_features * layer.in_features, centred_on_init
+            )
+            nif = bayesian(
+                nif,
+                part_matched,
+                where=lambda m, index=index: _last_layer(_generators(m)[index]),
+            )
+    # The rest of the generators (the hidden layers of MLP generators).
+    nif = bayesian(nif, prior, where=_generators)
+    if parameter_net_prior is not None:
+        nif = bayesian(nif, parameter_net_prior, where=lambda m: m.parameter_net)
+    return nif
