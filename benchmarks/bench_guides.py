@@ -4,8 +4,9 @@ AutoIAFNormal and AutoBNAFNormal, in the same run.
 Two targets with a known normaliser, as NumPyro models without observations:
 Neal's funnel in 10 dimensions (y ~ N(0, 3), x_1..x_9 ~ N(0, exp(y / 2)),
 log Z = 0) and NumPyro's dual-moon density from its NeuTra example (2-d,
-log Z = 1.8775, computed here by quadrature). Every guide gets the same SVI run: `--steps` steps of Adam(3e-3) on
-Trace_ELBO with `--particles` particles (default 8), the same keys. The guides:
+log Z = 1.8775, computed here by quadrature). Every guide gets the same SVI
+run: `--steps` steps of Adam(3e-3) on Trace_ELBO with `--particles` particles
+(default 8), the same keys. The guides:
 "AutoFlowGuide spline", AutoFlowGuide with its default rational-quadratic
 spline coupling flow (`--layers` 4, `--hidden` 32), and "AutoFlowGuide IAF",
 AutoFlowGuide with an affine autoregressive flow sampled in one pass (3 layers
