@@ -16,7 +16,7 @@ from numpyro.infer.autoguide import AutoNormal
 import flowrox
 from flowrox._bayes._markers import random_leaves
 from flowrox.nn import SIREN, BayesianHyperSIREN, BayesianSIREN, HyperSIREN
-from tests.nn.test_features import jit_call
+from tests.nn.test_features import jit_build
 from tests.nn.test_siren import _hidden_pre_activation_stds
 
 KEY = jax.random.key(0)
@@ -40,17 +40,13 @@ def _site_names(constructor, name):
     return names
 
 
-def _build(constructor):
-    return eqx.filter_jit(constructor)()
-
-
-@eqx.filter_jit
-def _draw(module, key):
-    return flowrox.sample_module("f", module, rng_key=key)
-
-
 def test_bayesian_siren_sites_and_matched_scales():
-    model = _build(lambda: BayesianSIREN(2, 8, 3, 2, key=KEY, hidden_omega=20.0))
+    model, initial = jit_build(
+        lambda: (
+            BayesianSIREN(2, 8, 3, 2, key=KEY, hidden_omega=20.0),
+            SIREN(2, 8, 3, 2, key=KEY, hidden_omega=20.0),
+        )
+    )
     assert type(model) is SIREN
     layers = ["layers.0", "layers.1", "readout"]
     assert _site_names(lambda: model, "f") == [
@@ -58,17 +54,19 @@ def test_bayesian_siren_sites_and_matched_scales():
     ]
     bounds = [0.5, math.sqrt(6 / 8) / 20, math.sqrt(6 / 8) / 20]
     assert model.weight_bounds() == pytest.approx(bounds)
-    scales = {info.name: marker.prior.scale for info, marker in random_leaves(model)}
+    priors = {info.name: marker.prior for info, marker in random_leaves(model)}
     for layer, bound in zip(layers, bounds, strict=True):
         for leaf in ("weight", "bias"):
-            np.testing.assert_allclose(scales[f"{layer}.{leaf}"], bound / math.sqrt(3))
-            assert float(random_leaves(model)[0][1].prior.loc.max()) == 0.0
-    initial = _build(lambda: SIREN(2, 8, 3, 2, key=KEY, hidden_omega=20.0))
+            prior = priors[f"{layer}.{leaf}"]
+            np.testing.assert_allclose(prior.scale, bound / math.sqrt(3), rtol=1e-6)
+            np.testing.assert_array_equal(prior.loc, 0.0)
     assert eqx.tree_equal(flowrox.deterministic(model), initial)
 
 
 def test_bayesian_siren_prior_options():
-    centred = _build(lambda: BayesianSIREN(1, 4, 1, 1, key=KEY, centred_on_init=True))
+    centred = jit_build(
+        lambda: BayesianSIREN(1, 4, 1, 1, key=KEY, centred_on_init=True)
+    )
     for _, marker in random_leaves(centred):
         np.testing.assert_array_equal(marker.prior.loc, marker.value)
     flat = eqx.filter_eval_shape(
@@ -87,16 +85,19 @@ def test_bayesian_siren_prior_options():
 def test_bayesian_siren_draws_stay_in_sitzmanns_regime():
     # Prior draws (Normal with the init's variance) keep unit-variance
     # pre-activations through depth, like the uniform initialisation.
-    model = _build(lambda: BayesianSIREN(1, 256, 1, 5, key=KEY))
-    drawn = _draw(model, jax.random.key(1))
-    assert type(drawn) is SIREN
-    x = jax.random.uniform(jax.random.key(2), (1024, 1), minval=-1.0)
-    weights = [(layer.weight, layer.bias) for layer in drawn.layers]
-    stds = np.asarray(
-        jax.jit(_hidden_pre_activation_stds, static_argnums=1)(weights, (30.0,) * 5, x)
-    )
+    x = np.random.default_rng(2).uniform(-1, 1, (1024, 1)).astype(np.float32)
+
+    def run():
+        model = BayesianSIREN(1, 256, 1, 5, key=KEY)
+        drawn = flowrox.sample_module("f", model, rng_key=jax.random.key(1))
+        weights = [(layer.weight, layer.bias) for layer in drawn.layers]
+        stds = _hidden_pre_activation_stds(weights, drawn.omegas, x)
+        return drawn, stds, drawn(x)
+
+    drawn, stds, y = jit_build(run)
+    assert type(drawn) is SIREN and y.shape == (1024, 1)
+    stds = np.asarray(stds)
     assert np.all((stds > 0.8) & (stds < 1.25)), stds
-    assert jit_call(drawn, x).shape == (1024, 1)
 
 
 def _hyper_sites(hidden_features, **options):
@@ -132,27 +133,23 @@ def test_bayesian_hyper_siren_samples_the_generators_only():
 
 
 def test_bayesian_hyper_siren_draws_keep_the_features():
-    model = _build(lambda: BayesianHyperSIREN(4, 128, 128, 2, cond_dim=3, key=KEY))
+    rng = np.random.default_rng(2)
+    x = rng.uniform(-1, 1, (6, 4)).astype(np.float32)
+    z = rng.normal(size=(3,)).astype(np.float32)
+    contexts = rng.normal(size=(16, 3)).astype(np.float32)
+
+    def run():
+        model = BayesianHyperSIREN(4, 128, 128, 1, cond_dim=3, key=KEY)
+        drawn = flowrox.sample_module("nif", model, rng_key=jax.random.key(1))
+        per_sample = drawn(x, jnp.broadcast_to(z, (6, 3)))
+        return model, drawn(x, z), per_sample, drawn.weights(contexts)
+
+    model, shared, per_sample, weights = jit_build(run)
     assert type(model) is HyperSIREN
-    initial = _build(lambda: HyperSIREN(4, 128, 128, 2, cond_dim=3, key=KEY))
-    assert eqx.tree_equal(flowrox.deterministic(model), initial)
-    drawn = _draw(model, jax.random.key(1))
-    x = jax.random.uniform(jax.random.key(2), (6, 4), minval=-1.0)
-    z = jax.random.normal(jax.random.key(3), (3,))
-    contexts = jax.random.normal(jax.random.key(4), (16, 3))
-    shared, per_sample, weights = jit_call(
-        lambda x, z: (
-            drawn(x, z),
-            drawn(x, jnp.broadcast_to(z, (6, 3))),
-            drawn.weights(contexts),
-        ),
-        x,
-        z,
-    )
     np.testing.assert_allclose(per_sample, shared, rtol=1e-4, atol=1e-5)
     # Part-matched priors on calibrated generators: drawn networks generate
     # weights with the spread of SIREN's initialisation (std bound / sqrt(3)).
-    for (weight, bias), bound in zip(weights, drawn.weight_bounds(), strict=True):
+    for (weight, bias), bound in zip(weights, model.weight_bounds(), strict=True):
         for values in (weight, bias):
             assert abs(float(jnp.std(values)) * math.sqrt(3) / bound - 1) < 0.1
 

@@ -8,7 +8,7 @@ import optax
 import pytest
 
 from flowrox.nn import SIREN, HyperSIREN, siren_bounds
-from tests.nn.test_features import jit_build, jit_call, traced_shape
+from tests.nn.test_features import jit_build, traced_shape
 
 KEY = jax.random.key(0)
 
@@ -40,16 +40,9 @@ def test_siren_bounds_are_sitzmanns():
     assert siren.weight_bounds() == bounds
 
 
-def test_siren_is_sine_layers_then_a_linear_readout():
-    siren = jit_build(
-        lambda: SIREN(2, 5, 2, 2, key=KEY, first_omega=3.0, hidden_omega=2.0)
-    )
-    x = np.asarray(jax.random.uniform(jax.random.key(1), (4, 2), minval=-1))
-    h = x
-    for layer, omega in zip(siren.layers, [3.0, 2.0], strict=True):
-        h = np.sin(omega * (h @ np.asarray(layer.weight).T + np.asarray(layer.bias)))
-    expected = h @ np.asarray(siren.readout.weight).T + np.asarray(siren.readout.bias)
-    np.testing.assert_allclose(jit_call(siren, x), expected, rtol=1e-5, atol=1e-6)
+def _uniform(seed, shape):
+    # Test inputs from NumPy: nothing to compile.
+    return np.random.default_rng(seed).uniform(-1, 1, shape).astype(np.float32)
 
 
 def _check_spread(values, bound):
@@ -57,14 +50,6 @@ def _check_spread(values, bound):
     # U(-bound, bound): standard deviation bound / sqrt(3), maximum bound.
     assert abs(values.std() * np.sqrt(3) / bound - 1) < 0.1
     assert abs(np.abs(values).max() / bound - 1) < 0.1
-
-
-def test_siren_initial_weights_spread_as_declared():
-    siren = jit_build(lambda: SIREN(4, 128, 32, 3, key=KEY))
-    bounds = siren.weight_bounds()
-    for layer, bound in zip((*siren.layers, siren.readout), bounds, strict=True):
-        _check_spread(layer.weight, bound)
-        _check_spread(layer.bias, bound)
 
 
 def _hidden_pre_activation_stds(weights, omegas, x):
@@ -76,56 +61,68 @@ def _hidden_pre_activation_stds(weights, omegas, x):
     return jnp.stack(stds[1:])  # the first layer's spread is set by first_omega
 
 
-def test_siren_keeps_the_pre_activation_variance_through_depth():
-    siren = jit_build(lambda: SIREN(1, 256, 1, 6, key=KEY))
-    x = jax.random.uniform(jax.random.key(1), (2048, 1), minval=-1.0)
-    weights = [(layer.weight, layer.bias) for layer in siren.layers]
-    stds = np.asarray(
-        jax.jit(_hidden_pre_activation_stds, static_argnums=1)(weights, (30.0,) * 6, x)
-    )
+def test_siren_initialisation_spread_and_variance_through_depth():
+    x = _uniform(1, (2048, 1))
+
+    def run():
+        siren = SIREN(1, 256, 1, 6, key=KEY)
+        weights = [(layer.weight, layer.bias) for layer in siren.layers]
+        stds = _hidden_pre_activation_stds(weights, siren.omegas, x)
+        return siren, stds, siren(x[:5])
+
+    siren, stds, y = jit_build(run)
+    *bounds, readout_bound = siren.weight_bounds()
+    for layer, bound in zip(siren.layers, bounds, strict=True):
+        _check_spread(layer.weight, bound)
+        _check_spread(layer.bias, bound)
+    _check_spread(siren.readout.weight, readout_bound)
     # Sitzmann's c = 6 gives unit-variance pre-activations at every depth.
+    stds = np.asarray(stds)
     assert np.all((stds > 0.8) & (stds < 1.2)), stds
     assert stds.max() / stds.min() < 1.5
+    # The network itself: sine layers, then the linear readout.
+    h = x[:5].astype(np.float64)
+    for layer in siren.layers:
+        h = np.sin(30.0 * (h @ np.asarray(layer.weight).T + np.asarray(layer.bias)))
+    expected = h @ np.asarray(siren.readout.weight).T + np.asarray(siren.readout.bias)
+    np.testing.assert_allclose(y, expected, rtol=1e-4, atol=1e-5)
 
 
-def test_hyper_siren_generated_weights_spread_like_a_siren():
-    # Wide layers: every bias has enough entries for its spread to be measured.
-    nif = jit_build(lambda: HyperSIREN(4, 128, 128, 3, cond_dim=3, key=KEY))
-    z = jax.random.normal(jax.random.key(1), (32, 3))
-    weights = eqx.filter_jit(nif.weights)(z)
-    for (weight, bias), bound in zip(weights, nif.weight_bounds(), strict=True):
+def test_hyper_siren_initial_weights_spread_like_a_siren_through_depth():
+    x = _uniform(1, (1024, 1))
+    contexts = np.random.default_rng(2).normal(size=(32, 2)).astype(np.float32)
+
+    def run():
+        # Wide layers: every bias has enough entries for its spread to be measured.
+        nif = HyperSIREN(1, 128, 128, 6, cond_dim=2, key=KEY)
+
+        def stds(z):
+            return _hidden_pre_activation_stds(nif.weights(z)[:-1], nif.omegas, x)
+
+        return nif.weight_bounds(), nif.weights(contexts), jax.vmap(stds)(contexts[:3])
+
+    bounds, weights, stds = jit_build(run)
+    for (weight, bias), bound in zip(weights, bounds, strict=True):
         _check_spread(weight, bound)
         _check_spread(bias, bound)
-
-
-def test_hyper_siren_keeps_the_pre_activation_variance_through_depth():
-    nif = jit_build(lambda: HyperSIREN(1, 128, 1, 6, cond_dim=2, key=KEY))
-    x = jax.random.uniform(jax.random.key(1), (1024, 1), minval=-1.0)
-
-    @jax.jit
-    def stds(z):
-        weights = nif.weights(z)[:-1]
-        return _hidden_pre_activation_stds(weights, nif.omegas, x)
-
-    for seed in range(3):
-        measured = np.asarray(stds(jax.random.normal(jax.random.key(seed), (2,))))
+    # The generated networks keep unit-variance pre-activations through depth.
+    for measured in np.asarray(stds):
         assert np.all((measured > 0.75) & (measured < 1.25)), measured
         assert measured.max() / measured.min() < 1.5
 
 
 def test_hyper_siren_is_the_siren_of_its_generated_weights():
-    nif = jit_build(lambda: HyperSIREN(2, 6, 2, 2, cond_dim=3, key=KEY, first_omega=5))
-    x = jax.random.uniform(jax.random.key(1), (7, 2), minval=-1.0)
-    z = jax.random.normal(jax.random.key(2), (3,))
+    x = _uniform(1, (7, 2))
+    z = np.random.default_rng(2).normal(size=(3,)).astype(np.float32)
 
-    @jax.jit
-    def both(x, z):
+    def run():
+        nif = HyperSIREN(2, 6, 2, 2, cond_dim=3, key=KEY, first_omega=5)
         per_sample = nif(x, jnp.broadcast_to(z, (7, 3)))
-        return nif(x, z), per_sample, nif.weights(z)
+        return nif.omegas, nif(x, z), per_sample, nif.weights(z)
 
-    shared, per_sample, weights = both(x, z)
-    h = np.asarray(x)
-    for (weight, bias), omega in zip(weights[:-1], nif.omegas, strict=True):
+    omegas, shared, per_sample, weights = jit_build(run)
+    h = x
+    for (weight, bias), omega in zip(weights[:-1], omegas, strict=True):
         h = np.sin(omega * (h @ np.asarray(weight).T + np.asarray(bias)))
     expected = h @ np.asarray(weights[-1][0]).T + np.asarray(weights[-1][1])
     np.testing.assert_allclose(shared, expected, rtol=1e-4, atol=1e-5)
@@ -138,11 +135,15 @@ class _Raises(eqx.Module):
 
 
 def test_hyper_siren_does_not_call_the_parameter_net_at_construction():
-    nif = HyperSIREN(1, 4, 1, 1, cond_dim=2, key=KEY, parameter_net=_Raises())
+    nif = eqx.filter_eval_shape(
+        lambda: HyperSIREN(1, 4, 1, 1, cond_dim=2, key=KEY, parameter_net=_Raises())
+    )
     with pytest.raises(RuntimeError, match="was called"):
         eqx.filter_eval_shape(nif, jnp.ones((3, 1)), jnp.ones(2))
-    wrong = HyperSIREN(
-        1, 4, 1, 1, cond_dim=2, key=KEY, parameter_net=lambda z: z[:1], latent_dim=3
+    wrong = eqx.filter_eval_shape(
+        lambda: HyperSIREN(
+            1, 4, 1, 1, cond_dim=2, key=KEY, parameter_net=lambda z: z[:1], latent_dim=3
+        )
     )
     with pytest.raises(ValueError, match=r"latent of shape \(3,\).*got \(1,\)"):
         eqx.filter_eval_shape(wrong, jnp.ones((3, 1)), jnp.ones(2))

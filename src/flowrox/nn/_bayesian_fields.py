@@ -8,6 +8,7 @@ inside a NumPyro model returns an ordinary one with every feature intact.
 
 import math
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpyro.distributions as dist
@@ -91,9 +92,16 @@ def BayesianSIREN(
             "BayesianSIREN", prior, prior_scale, centred_on_init, default_scale=None
         )
         return bayesian(siren, prior)
+    return _declare_siren_priors(siren, centred_on_init)
+
+
+@eqx.filter_jit
+def _declare_siren_priors(siren: SIREN, centred_on_init: bool) -> SIREN:
+    # One compiled program: run eagerly, each small array operation building
+    # the priors would be compiled on its own.
     matched = {}
     layers = (*siren.layers, siren.readout)
-    paths = [f"layers.{index}" for index in range(depth)] + ["readout"]
+    paths = [f"layers.{index}" for index in range(len(siren.layers))] + ["readout"]
     for path, layer, bound in zip(paths, layers, siren.weight_bounds(), strict=True):
         scale = bound / math.sqrt(3.0)
         for leaf_name in ("weight", "bias"):
@@ -158,13 +166,18 @@ def BayesianHyperSIREN(
 
     Example:
         >>> import jax
-        >>> import jax.numpy as jnp
+        >>> import numpyro
         >>> import flowrox
         >>> from flowrox.nn import BayesianHyperSIREN
-        >>> model = BayesianHyperSIREN(1, 16, 1, 2, cond_dim=2, key=jax.random.key(0))
-        >>> nif = flowrox.sample_module("nif", model, rng_key=jax.random.key(1))
-        >>> nif(jnp.zeros((5, 1)), jnp.ones(2)).shape
-        (5, 1)
+        >>> model = BayesianHyperSIREN(1, 16, 1, 1, cond_dim=2, key=jax.random.key(0))
+        >>> def prior():
+        ...     flowrox.sample_module("nif", model)  # an ordinary HyperSIREN
+        >>> trace = numpyro.handlers.trace(numpyro.handlers.seed(prior, 0)).get_trace()
+        >>> print(*trace, sep="\n")
+        nif/layers.0.generator.weight
+        nif/layers.0.generator.bias
+        nif/readout.generator.weight
+        nif/readout.generator.bias
     """
     nif = HyperSIREN(
         in_features,
@@ -177,6 +190,16 @@ def BayesianHyperSIREN(
     )
     default = prior is None and prior_scale is None
     prior = _prior_for("BayesianHyperSIREN", prior, prior_scale, centred_on_init, None)
+    return _declare_hyper_siren_priors(
+        nif, prior, default, centred_on_init, parameter_net_prior
+    )
+
+
+@eqx.filter_jit
+def _declare_hyper_siren_priors(
+    nif: HyperSIREN, prior, default, centred_on_init, parameter_net_prior
+) -> HyperSIREN:
+    # One compiled program for the priors' scales (see `_declare_siren_priors`).
     if default:
         for index, layer in enumerate((*nif.layers, nif.readout)):
             part_matched = _part_matched(

@@ -148,6 +148,7 @@ class RandomKitchenSinks(eqx.Module):
         return _apply_linear(self.readout, self.features(x))
 
 
+@eqx.filter_jit
 def _calibrated_parameter_net(
     cond_dim: int,
     size: int,
@@ -160,7 +161,11 @@ def _calibrated_parameter_net(
     lengthscale: float,
     init_scale: float,
 ) -> eqx.nn.MLP:
-    """An MLP whose output at init is an RBF draw, nearly whatever the context."""
+    """An MLP whose output at init is an RBF draw, nearly whatever the context.
+
+    One compiled program: run eagerly, every random draw of a new shape would be
+    compiled on its own.
+    """
     net_key, frequency_key, phase_key = jax.random.split(key, 3)
     net = eqx.nn.MLP(cond_dim, size, width, depth, activation=jnp.tanh, key=net_key)
     last = net.layers[-1]
@@ -217,9 +222,8 @@ class HyperFourierFeatures(eqx.Module):
         >>> import jax.numpy as jnp
         >>> from flowrox.nn import HyperFourierFeatures
         >>> features = HyperFourierFeatures(1, 16, 3, key=jax.random.key(0))
-        >>> x = jnp.ones((5, 1))
-        >>> features(x, jnp.ones(3)).shape, features(x, jnp.ones((5, 3))).shape
-        ((5, 32), (5, 32))
+        >>> features(jnp.ones((5, 1)), jnp.ones((5, 3))).shape  # a context per row
+        (5, 32)
     """
 
     parameter_net: Callable

@@ -7,6 +7,7 @@ leading shape (the per-sample path).
 """
 
 import abc
+import functools
 import math
 from collections.abc import Callable
 
@@ -73,12 +74,13 @@ def uniform_linear(
     in_features: int, out_features: int, bound: float, *, key: jax.Array
 ) -> eqx.nn.Linear:
     """An `eqx.nn.Linear` with weight and bias drawn from U(-bound, bound)."""
-    weight_key, bias_key = jax.random.split(key)
-    linear = eqx.nn.Linear(in_features, out_features, key=weight_key)
-    weight = jax.random.uniform(
-        weight_key, (out_features, in_features), minval=-bound, maxval=bound
+    # The Linear's structure only (its own draws are not computed), then one
+    # draw for the weight and the bias together.
+    linear = eqx.filter_eval_shape(eqx.nn.Linear, in_features, out_features, key=key)
+    drawn = jax.random.uniform(
+        key, (out_features, in_features + 1), minval=-bound, maxval=bound
     )
-    bias = jax.random.uniform(bias_key, (out_features,), minval=-bound, maxval=bound)
+    weight, bias = drawn[:, :in_features], drawn[:, in_features]
     return eqx.tree_at(lambda layer: (layer.weight, layer.bias), linear, (weight, bias))
 
 
@@ -173,6 +175,18 @@ class DenseLayer(eqx.Module):
         return self.activation(_apply_linear(self.linear, h))
 
 
+@eqx.filter_jit
+def _mlp_parts(widths, out_features, activation, key):
+    # One compiled program: run eagerly, every random draw of a new shape would
+    # be compiled on its own.
+    keys = jax.random.split(key, len(widths))
+    layers = tuple(
+        DenseLayer(n_in, n_out, key=k, activation=activation)
+        for n_in, n_out, k in zip(widths[:-1], widths[1:], keys[:-1], strict=True)
+    )
+    return layers, eqx.nn.Linear(widths[-1], out_features, key=keys[-1])
+
+
 class MLPField(AbstractField):
     """A multilayer perceptron as a neural field, with any activation.
 
@@ -212,13 +226,8 @@ class MLPField(AbstractField):
     ):
         if depth < 1:
             raise ValueError(f"MLPField: expected depth of at least 1, got {depth}.")
-        keys = jax.random.split(key, depth + 1)
-        widths = [in_features] + [hidden_features] * depth
-        self.layers = tuple(
-            DenseLayer(n_in, n_out, key=k, activation=activation)
-            for n_in, n_out, k in zip(widths[:-1], widths[1:], keys[:-1], strict=True)
-        )
-        self.readout = eqx.nn.Linear(hidden_features, out_features, key=keys[-1])
+        widths = (in_features,) + (hidden_features,) * depth
+        self.layers, self.readout = _mlp_parts(widths, out_features, activation, key)
         self.activation = activation
 
     def input_layer(self, in_features: int, *, key: jax.Array) -> DenseLayer:
@@ -231,13 +240,18 @@ class MLPField(AbstractField):
 _MODES = ("feature", "input")
 
 
-def _build_conditioner(
-    conditioner: Callable, num_features: int, cond_dim: int, key: jax.Array, options
-) -> AbstractConditioner:
+@eqx.filter_jit
+def _conditioner_parts(
+    conditioner, count, num_features, cond_dim, key, options
+) -> tuple[AbstractConditioner, ...]:
+    # One compiled program for all the conditioners' draws (see `_mlp_parts`).
     if conditioner is HyperLinear:
         # HyperLinear takes its input and output widths: a square target layer.
-        return HyperLinear(num_features, num_features, cond_dim, key=key, **options)
-    return conditioner(num_features, cond_dim, key=key, **options)
+        conditioner = functools.partial(HyperLinear, num_features)
+    return tuple(
+        conditioner(num_features, cond_dim, key=k, **options)
+        for k in jax.random.split(key, count)
+    )
 
 
 class ConditionedINR(eqx.Module):
@@ -310,13 +324,14 @@ class ConditionedINR(eqx.Module):
             self.inner = eqx.tree_at(lambda field: field.layers[0], inner, first)
             self.conditioners = ()
         else:
-            keys = jax.random.split(key, len(inner.layers))
             self.inner = inner
-            self.conditioners = tuple(
-                _build_conditioner(
-                    conditioner, inner.hidden_features, cond_dim, k, conditioner_options
-                )
-                for k in keys
+            self.conditioners = _conditioner_parts(
+                conditioner,
+                len(inner.layers),
+                inner.hidden_features,
+                cond_dim,
+                key,
+                conditioner_options,
             )
 
     @property

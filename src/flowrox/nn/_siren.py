@@ -57,6 +57,63 @@ def _check_siren_arguments(owner: str, depth: int, omegas, c: float) -> None:
         )
 
 
+# The builders below run as one compiled program: run eagerly, every random
+# draw of a new shape would be compiled on its own (seconds for a deep network).
+
+
+@eqx.filter_jit
+def _siren_parts(
+    in_features, hidden_features, out_features, depth, first_omega, hidden_omega, c, key
+):
+    bounds = siren_bounds(in_features, hidden_features, depth, hidden_omega, c)
+    omegas = (first_omega,) + (hidden_omega,) * (depth - 1)
+    widths = (in_features,) + (hidden_features,) * depth
+    keys = jax.random.split(key, depth + 1)
+    layers = tuple(
+        SineLayer(n_in, hidden_features, key=k, omega=omega, bound=bound)
+        for n_in, k, omega, bound in zip(
+            widths[:-1], keys[:-1], omegas, bounds[:-1], strict=True
+        )
+    )
+    readout = uniform_linear(hidden_features, out_features, bounds[-1], key=keys[-1])
+    return layers, readout
+
+
+@eqx.filter_jit
+def _hyper_siren_parts(
+    widths,
+    out_features,
+    bounds,
+    cond_dim,
+    latent_dim,
+    parameter_width,
+    init_scale,
+    generator_hidden,
+    key,
+):
+    net_key, *keys = jax.random.split(key, len(widths) + 1)
+    default_net = None
+    if parameter_width is not None:
+        default_net = eqx.nn.MLP(
+            cond_dim, latent_dim, parameter_width, 1, activation=jnp.tanh, key=net_key
+        )
+    fan_outs = (*widths[1:], out_features)
+    generators = tuple(
+        HyperLinear(
+            n_in,
+            n_out,
+            latent_dim,
+            key=k,
+            init_scale=init_scale,
+            hidden=generator_hidden,
+            weight_bound=bound,
+            bias_bound=bound,
+        )
+        for n_in, n_out, k, bound in zip(widths, fan_outs, keys, bounds, strict=True)
+    )
+    return default_net, generators
+
+
 class SineLayer(eqx.Module):
     r"""$\sin(\omega (W h + b))$ on the last axis of `h`, weights from $U(\pm u)$.
 
@@ -152,21 +209,23 @@ class SIREN(AbstractField):
         c: float = 6.0,
     ):
         _check_siren_arguments("SIREN", depth, (first_omega, hidden_omega), c)
-        bounds = siren_bounds(in_features, hidden_features, depth, hidden_omega, c)
-        omegas = (first_omega,) + (hidden_omega,) * (depth - 1)
-        widths = (in_features,) + (hidden_features,) * depth
-        keys = jax.random.split(key, depth + 1)
-        self.layers = tuple(
-            SineLayer(n_in, hidden_features, key=k, omega=omega, bound=bound)
-            for n_in, k, omega, bound in zip(
-                widths[:-1], keys[:-1], omegas, bounds[:-1], strict=True
-            )
-        )
-        self.readout = uniform_linear(
-            hidden_features, out_features, bounds[-1], key=keys[-1]
+        self.layers, self.readout = _siren_parts(
+            in_features,
+            hidden_features,
+            out_features,
+            depth,
+            first_omega,
+            hidden_omega,
+            c,
+            key,
         )
         self.first_omega, self.hidden_omega = float(first_omega), float(hidden_omega)
         self.c = float(c)
+
+    @property
+    def omegas(self) -> tuple[float, ...]:
+        """The frequency of each sine layer."""
+        return tuple(layer.omega for layer in self.layers)
 
     def weight_bounds(self) -> tuple[float, ...]:
         """The initialisation bound of each sine layer, then of the readout.
@@ -237,9 +296,8 @@ class HyperSIREN(eqx.Module):
         >>> import jax.numpy as jnp
         >>> from flowrox.nn import HyperSIREN
         >>> nif = HyperSIREN(2, 16, 1, depth=2, cond_dim=3, key=jax.random.key(0))
-        >>> x = jnp.ones((10, 2))
-        >>> nif(x, jnp.ones(3)).shape, nif(x, jnp.ones((10, 3))).shape
-        ((10, 1), (10, 1))
+        >>> nif(jnp.ones((10, 2)), jnp.ones(3)).shape  # one context for all rows
+        (10, 1)
     """
 
     parameter_net: Callable
@@ -278,37 +336,21 @@ class HyperSIREN(eqx.Module):
         self.latent_dim = self.cond_dim if latent_dim is None else int(latent_dim)
         self.first_omega, self.hidden_omega = float(first_omega), float(hidden_omega)
         self.c = float(c)
-        net_key, *keys = jax.random.split(key, depth + 2)
-        if parameter_net is None:
-            parameter_net = eqx.nn.MLP(
-                self.cond_dim,
-                self.latent_dim,
-                parameter_width,
-                1,
-                activation=jnp.tanh,
-                key=net_key,
-            )
-        self.parameter_net = parameter_net
         widths = (self.in_features,) + (self.hidden_features,) * depth
-        fan_outs = (*widths[1:], self.out_features)
-        bounds = siren_bounds(
-            self.in_features, self.hidden_features, depth, self.hidden_omega, self.c
+        default_net, generators = _hyper_siren_parts(
+            widths,
+            self.out_features,
+            siren_bounds(
+                self.in_features, self.hidden_features, depth, self.hidden_omega, c
+            ),
+            self.cond_dim,
+            self.latent_dim,
+            parameter_width if parameter_net is None else None,
+            init_scale,
+            generator_hidden,
+            key,
         )
-        generators = tuple(
-            HyperLinear(
-                n_in,
-                n_out,
-                self.latent_dim,
-                key=k,
-                init_scale=init_scale,
-                hidden=generator_hidden,
-                weight_bound=bound,
-                bias_bound=bound,
-            )
-            for n_in, n_out, k, bound in zip(
-                widths, fan_outs, keys, bounds, strict=True
-            )
-        )
+        self.parameter_net = default_net if parameter_net is None else parameter_net
         self.layers, self.readout = generators[:-1], generators[-1]
 
     @property
