@@ -5,6 +5,9 @@ from ._bayesian import BayesianConcatConditioner as BayesianConcatConditioner
 from ._bayesian import BayesianHyperLinear as BayesianHyperLinear
 from ._bayesian_fields import BayesianHyperSIREN as BayesianHyperSIREN
 from ._bayesian_fields import BayesianSIREN as BayesianSIREN
+from ._composites import FunctionPrior as FunctionPrior
+from ._composites import fit_function_prior as fit_function_prior
+from ._composites import function_prior_loss as function_prior_loss
 from ._conditioners import AbstractConditioner as AbstractConditioner
 from ._conditioners import AffineModulation as AffineModulation
 from ._conditioners import ConcatConditioner as ConcatConditioner
@@ -40,6 +43,7 @@ __all__ = [
     "ConditionedRFFNet",
     "DenseLayer",
     "FiLM",
+    "FunctionPrior",
     "HyperFourierFeatures",
     "HyperLinear",
     "HyperSIREN",
@@ -47,5 +51,7 @@ __all__ = [
     "RBFFourierFeatures",
     "RandomKitchenSinks",
     "SineLayer",
+    "fit_function_prior",
+    "function_prior_loss",
     "siren_bounds",
 ]
