@@ -37,3 +37,4 @@ def test_demo_matches_the_exact_answers(capsys):
     neutra = results["neutra"]
     assert neutra["kl"] < 1.0
     assert neutra["NeuTra NUTS"]["ess_y"] > neutra["plain NUTS"]["ess_y"]
+    assert results["nif_coverage"] >= 0.9
