@@ -17,6 +17,8 @@ DOCS = pathlib.Path(__file__).parents[1] / "docs"
         pytest.param("choosing-a-flow.md", marks=pytest.mark.slow),
         "splines.md",
         pytest.param("inference.md", marks=pytest.mark.slow),
+        # conditioners.md runs a BayesianSIREN under NUTS: about 40 s.
+        pytest.param("conditioners.md", marks=pytest.mark.slow),
     ],
 )
 def test_docs_code_blocks_run(page, capsys):

@@ -7,6 +7,7 @@ inside a NumPyro model returns an ordinary one with every feature intact.
 """
 
 import math
+from typing import Any
 
 import equinox as eqx
 import jax
@@ -128,7 +129,7 @@ def BayesianHyperSIREN(
     prior: Prior | None = None,
     centred_on_init: bool = False,
     parameter_net_prior: Prior | None = None,
-    **options,
+    **options: Any,
 ) -> HyperSIREN:
     r"""A `HyperSIREN` with priors on its generators' weights only.
 

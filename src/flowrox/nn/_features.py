@@ -15,10 +15,12 @@ Rahimi & Recht, 2007) with error $O(1/\sqrt{n})$.
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
 from .._bayes import buffer
 from ._conditioners import _apply_linear
@@ -275,7 +277,9 @@ class HyperFourierFeatures(eqx.Module):
         """The output width, `2 * num_features`."""
         return 2 * self.num_features
 
-    def fourier_parameters(self, z) -> tuple[jax.Array, jax.Array, jax.Array]:
+    def fourier_parameters(
+        self, z: ArrayLike
+    ) -> tuple[jax.Array, jax.Array, jax.Array]:
         """The generated frequencies, phases and lengthscale for contexts `z`.
 
         Args:
@@ -356,7 +360,7 @@ class ConditionedRFFNet(eqx.Module):
         cond_dim: int,
         *,
         key: jax.Array,
-        **feature_options,
+        **feature_options: Any,
     ):
         feature_key, readout_key = jax.random.split(key)
         self.features = HyperFourierFeatures(

@@ -10,6 +10,7 @@ import abc
 import functools
 import math
 from collections.abc import Callable
+from typing import Any
 
 import equinox as eqx
 import jax
@@ -302,7 +303,7 @@ class ConditionedINR(eqx.Module):
         cond_dim: int,
         key: jax.Array,
         mode: str = "feature",
-        **conditioner_options,
+        **conditioner_options: Any,
     ):
         if mode not in _MODES:
             raise ValueError(

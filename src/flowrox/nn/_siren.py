@@ -17,6 +17,7 @@ from collections.abc import Callable
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
 from ._conditioners import HyperLinear
 from ._fields import AbstractField, check_context, check_width, map_rows, uniform_linear
@@ -40,8 +41,8 @@ def siren_bounds(
 
     Example:
         >>> from flowrox.nn import siren_bounds
-        >>> [round(b, 4) for b in siren_bounds(2, 24, 2, hidden_omega=30.0, c=6.0)]
-        [0.5, 0.0167, 0.0167]
+        >>> tuple(round(b, 4) for b in siren_bounds(2, 24, 2, hidden_omega=30.0, c=6.0))
+        (0.5, 0.0167, 0.0167)
     """
     hidden = math.sqrt(c / hidden_features) / hidden_omega
     return (1.0 / in_features,) + (hidden,) * depth
@@ -381,7 +382,7 @@ class HyperSIREN(eqx.Module):
             )
         return latent
 
-    def weights(self, z) -> tuple[tuple[jax.Array, jax.Array], ...]:
+    def weights(self, z: ArrayLike) -> tuple[tuple[jax.Array, jax.Array], ...]:
         """The generated `(weight, bias)` of every sine layer and of the readout.
 
         Args:
