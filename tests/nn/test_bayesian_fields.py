@@ -156,7 +156,7 @@ def test_bayesian_hyper_siren_draws_keep_the_features():
 
 def _gap_data():
     x = jnp.concatenate([jnp.linspace(-1, -0.5, 20), jnp.linspace(0.5, 1, 20)])
-    y = jnp.sin(3 * x) + 0.1 * jax.random.normal(jax.random.key(1), (40,))
+    y = jnp.sin(3 * x) + 0.05 * jax.random.normal(jax.random.key(1), (40,))
     return x[:, None], y
 
 
@@ -164,13 +164,13 @@ def _gap_data():
 def test_bayesian_siren_uncertainty_grows_away_from_the_data():
     x, y = _gap_data()
     # Gentle frequencies: a smooth regression; prior scales matched to them.
-    net = BayesianSIREN(1, 16, 1, 2, key=KEY, first_omega=3.0, hidden_omega=1.0)
+    net = BayesianSIREN(1, 16, 1, 2, key=KEY, first_omega=5.0, hidden_omega=1.0)
 
     def model(x, y=None):
         f = flowrox.sample_module("f", net)
         mean = numpyro.deterministic("mean", f(x)[:, 0])
         with numpyro.plate("data", x.shape[0]):
-            numpyro.sample("y", dist.Normal(mean, 0.1), obs=y)
+            numpyro.sample("y", dist.Normal(mean, 0.05), obs=y)
 
     start = flowrox.init_to_module(net)
     gap = jnp.linspace(-0.2, 0.2, 9)[:, None]
@@ -187,11 +187,11 @@ def test_bayesian_siren_uncertainty_grows_away_from_the_data():
     )
     at_data = predictive_sd(svi_predictive, x)
     fitted = svi_predictive(jax.random.key(3), x)["mean"].mean(0)
-    assert float(jnp.sqrt(jnp.mean((fitted - jnp.sin(3 * x[:, 0])) ** 2))) < 0.15
-    # Mean-field VI is known to miss most in-between uncertainty; away from the
-    # data it widens clearly.
+    assert float(jnp.sqrt(jnp.mean((fitted - jnp.sin(3 * x[:, 0])) ** 2))) < 0.1
+    # Mean-field VI is known to miss part of the in-between uncertainty (measured
+    # ratio 2.1 in the gap); away from the data it widens clearly (3.7).
     assert predictive_sd(svi_predictive, outside[:, None]) > 2 * at_data
-    assert predictive_sd(svi_predictive, gap) > 1.2 * at_data
+    assert predictive_sd(svi_predictive, gap) > 1.5 * at_data
 
     kernel = NUTS(model, init_strategy=start, max_tree_depth=6)
     mcmc = MCMC(kernel, num_warmup=200, num_samples=100, progress_bar=False)
