@@ -85,7 +85,7 @@ class RBFFourierFeatures(eqx.Module):
         """The output width, `2 * num_features`."""
         return 2 * self.num_features
 
-    def __call__(self, x) -> jax.Array:
+    def __call__(self, x: ArrayLike) -> jax.Array:
         """Features `(..., 2 * num_features)` of `x` of shape `(..., in_features)`."""
         x = check_width("RBFFourierFeatures", "x", x, self.in_features, "in_features")
         frequencies = jax.lax.stop_gradient(self.frequencies)
@@ -145,7 +145,7 @@ class RandomKitchenSinks(eqx.Module):
         """The output width."""
         return self.readout.out_features
 
-    def __call__(self, x) -> jax.Array:
+    def __call__(self, x: ArrayLike) -> jax.Array:
         """`(..., in_features)` to `(..., out_features)`."""
         return _apply_linear(self.readout, self.features(x))
 
@@ -306,7 +306,7 @@ class HyperFourierFeatures(eqx.Module):
         phases = flat[..., split:-1]
         return frequencies, phases, jnp.exp(flat[..., -1])
 
-    def __call__(self, x, z) -> jax.Array:
+    def __call__(self, x: ArrayLike, z: ArrayLike) -> jax.Array:
         """Features `(..., 2 * num_features)` of `x` `(..., in_features)` given `z`.
 
         Args:
@@ -383,6 +383,6 @@ class ConditionedRFFNet(eqx.Module):
         """The output width."""
         return self.readout.out_features
 
-    def __call__(self, x, z) -> jax.Array:
+    def __call__(self, x: ArrayLike, z: ArrayLike) -> jax.Array:
         """`(..., in_features)` to `(..., out_features)`; `z` shared or per row."""
         return _apply_linear(self.readout, self.features(x, z))

@@ -16,6 +16,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 from equinox import AbstractVar
+from jax.typing import ArrayLike
 
 from ._conditioners import (
     AbstractConditioner,
@@ -25,7 +26,9 @@ from ._conditioners import (
 )
 
 
-def check_width(owner: str, name: str, array, width: int, role: str) -> jax.Array:
+def check_width(
+    owner: str, name: str, array: ArrayLike, width: int, role: str
+) -> jax.Array:
     """`array` as an inexact array whose last axis is `width`, or a `ValueError`."""
     array = jnp.asarray(array)
     if not jnp.issubdtype(array.dtype, jnp.inexact):
@@ -38,7 +41,9 @@ def check_width(owner: str, name: str, array, width: int, role: str) -> jax.Arra
     return array
 
 
-def check_context(owner: str, x: jax.Array, z, cond_dim: int) -> tuple[jax.Array, bool]:
+def check_context(
+    owner: str, x: jax.Array, z: ArrayLike, cond_dim: int
+) -> tuple[jax.Array, bool]:
     """Checks a context against an input; returns it and whether it is shared.
 
     A context is shared when it is one vector `(cond_dim,)`, and per-sample when
@@ -59,7 +64,7 @@ def check_context(owner: str, x: jax.Array, z, cond_dim: int) -> tuple[jax.Array
     )
 
 
-def map_rows(function: Callable, array: jax.Array):
+def map_rows(function: Callable, array: jax.Array) -> Any:
     """Applies `function` to every row `(..., n)` of `array` (vmapped, then reshaped).
 
     `function` takes one vector and returns a pytree of arrays; each output leaf
@@ -95,6 +100,15 @@ class AbstractField(eqx.Module):
     applied to the last axis. The widths are read from these layers.
     `input_layer` builds a fresh first layer for a wider input (what
     `ConditionedINR(mode="input")` needs).
+
+    Example:
+        >>> import jax
+        >>> from flowrox.nn import SIREN, AbstractField
+        >>> siren = SIREN(3, 16, 2, depth=2, key=jax.random.key(0))
+        >>> isinstance(siren, AbstractField), len(siren.layers)
+        (True, 2)
+        >>> siren.in_features, siren.hidden_features, siren.out_features
+        (3, 16, 2)
     """
 
     layers: AbstractVar[tuple[eqx.Module, ...]]
@@ -128,7 +142,7 @@ class AbstractField(eqx.Module):
             field's scheme for that fan-in.
         """
 
-    def __call__(self, x) -> jax.Array:
+    def __call__(self, x: ArrayLike) -> jax.Array:
         """The field at `x` of shape `(..., in_features)`: `(..., out_features)`."""
         h = check_width(type(self).__name__, "x", x, self.in_features, "in_features")
         for layer in self.layers:
@@ -171,7 +185,7 @@ class DenseLayer(eqx.Module):
         self.activation = activation
         self.in_features, self.out_features = int(in_features), int(out_features)
 
-    def __call__(self, h) -> jax.Array:
+    def __call__(self, h: ArrayLike) -> jax.Array:
         """`(..., in_features)` to `(..., out_features)`."""
         return self.activation(_apply_linear(self.linear, h))
 
@@ -340,7 +354,7 @@ class ConditionedINR(eqx.Module):
         """The output width."""
         return self.inner.out_features
 
-    def __call__(self, x, z) -> jax.Array:
+    def __call__(self, x: ArrayLike, z: ArrayLike) -> jax.Array:
         """The conditioned field at `x` `(..., in_features)`: `(..., out_features)`.
 
         Args:

@@ -154,11 +154,11 @@ class SineLayer(eqx.Module):
         self.omega = float(omega)
         self.in_features, self.out_features = int(in_features), int(out_features)
 
-    def pre_activation(self, h) -> jax.Array:
+    def pre_activation(self, h: ArrayLike) -> jax.Array:
         r"""$\omega (W h + b)$, of shape `(..., out_features)`."""
         return self.omega * (h @ self.weight.T + self.bias)
 
-    def __call__(self, h) -> jax.Array:
+    def __call__(self, h: ArrayLike) -> jax.Array:
         """`(..., in_features)` to `(..., out_features)`."""
         return jnp.sin(self.pre_activation(h))
 
@@ -369,7 +369,7 @@ class HyperSIREN(eqx.Module):
             self.c,
         )
 
-    def latent(self, z) -> jax.Array:
+    def latent(self, z: ArrayLike) -> jax.Array:
         """The parameter network's latent for contexts `z` `(..., cond_dim)`."""
         z = check_width("HyperSIREN", "z", z, self.cond_dim, "cond_dim")
         latent = map_rows(self.parameter_net, z)
@@ -395,7 +395,7 @@ class HyperSIREN(eqx.Module):
         latent = self.latent(z)
         return tuple(layer.weights(latent) for layer in (*self.layers, self.readout))
 
-    def __call__(self, x, z) -> jax.Array:
+    def __call__(self, x: ArrayLike, z: ArrayLike) -> jax.Array:
         """The generated SIREN at `x` `(..., in_features)`: `(..., out_features)`.
 
         Args:
