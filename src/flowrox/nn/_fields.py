@@ -68,8 +68,10 @@ def map_rows(function: Callable, array: jax.Array) -> Any:
     """Applies `function` to every row `(..., n)` of `array` (vmapped, then reshaped).
 
     `function` takes one vector and returns a pytree of arrays; each output leaf
-    gets the leading axes of `array` back.
+    gets the leading axes of `array` back. One vector is passed as it is.
     """
+    if array.ndim == 1:
+        return function(array)
     leading = array.shape[:-1]
     flat = array.reshape(math.prod(leading), array.shape[-1])
     out = jax.vmap(function)(flat)
