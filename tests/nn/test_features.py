@@ -14,6 +14,7 @@ from flowrox.nn import (
     RandomKitchenSinks,
     RBFFourierFeatures,
 )
+from flowrox.train import trainable_filter
 
 KEY = jax.random.key(0)
 
@@ -80,15 +81,20 @@ def test_rbf_kernel_estimate_converges_like_one_over_sqrt_n():
     assert large < 0.02
 
 
-def test_frequencies_are_a_fixed_buffer():
+def test_frequencies_are_a_buffer_the_lengthscale_a_parameter():
     features = jit_build(lambda: RBFFourierFeatures(2, 4, key=KEY))
-    x = jnp.ones((3, 2))
-    grads = eqx.filter_jit(jax.grad(lambda f: jnp.sum(f(x))))(features)
-    np.testing.assert_array_equal(grads.frequencies, 0.0)
-    assert float(grads.log_lengthscale) != 0.0
+    trainable = trainable_filter(features)
+    assert (trainable.frequencies, trainable.log_lengthscale) == (False, True)
     random = flowrox.bayesian(features, dist.Normal(0.0, 1.0))
     assert isinstance(random.log_lengthscale, flowrox.RandomLeaf)
     assert not isinstance(random.frequencies, flowrox.RandomLeaf)
+    # Chosen explicitly, the frequencies take a prior (gradients reach them).
+    chosen = flowrox.bayesian(
+        features, dist.Normal(0.0, 1.0), where=lambda m: m.frequencies
+    )
+    assert isinstance(chosen.frequencies, flowrox.RandomLeaf)
+    grads = eqx.filter_jit(jax.grad(lambda f: jnp.sum(f(jnp.ones((3, 2))))))(features)
+    assert np.all(np.asarray(grads.frequencies) != 0.0)
 
 
 def test_kitchen_sinks_is_a_linear_readout_of_the_features():

@@ -39,8 +39,10 @@ class RBFFourierFeatures(eqx.Module):
     the rows of $\Omega$ drawn once from $\mathcal{N}(0, I)$ (so the effective
     frequencies $\Omega / \ell$ are $\mathcal{N}(0, \ell^{-2} I)$), and
     $\phi(x)^\top \phi(x') \approx \exp(-\lVert x - x' \rVert^2 / (2\ell^2))$.
-    The frequencies are a buffer: never trained (their gradient is stopped) and
-    never made random by `flowrox.bayesian`. The lengthscale is stored as
+    The frequencies are a buffer (`flowrox.buffer`): `flowrox.train`'s
+    `trainable_filter` leaves them out of training, and `flowrox.bayesian` and
+    `param_module` skip them, unless selected explicitly with `where=` (e.g.
+    for a prior over the frequencies themselves). The lengthscale is stored as
     `log_lengthscale`, a trainable leaf that can be given a prior.
 
     Args:
@@ -88,8 +90,7 @@ class RBFFourierFeatures(eqx.Module):
     def __call__(self, x: ArrayLike) -> jax.Array:
         """Features `(..., 2 * num_features)` of `x` of shape `(..., in_features)`."""
         x = check_width("RBFFourierFeatures", "x", x, self.in_features, "in_features")
-        frequencies = jax.lax.stop_gradient(self.frequencies)
-        arguments = x @ frequencies.T / jnp.exp(self.log_lengthscale)
+        arguments = x @ self.frequencies.T / jnp.exp(self.log_lengthscale)
         return _fourier_map(arguments, self.num_features)
 
 
