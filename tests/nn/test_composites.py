@@ -9,7 +9,7 @@ import numpyro
 import numpyro.distributions as dist
 import optax
 import pytest
-from numpyro.infer import MCMC, NUTS, SVI, Trace_ELBO, init_to_value
+from numpyro.infer import MCMC, NUTS, SVI, Trace_ELBO
 from numpyro.infer.autoguide import AutoNormal
 from numpyro.infer.util import log_density
 
@@ -152,6 +152,11 @@ def test_nif_prior_covers_a_new_function_from_eight_points():
         z = numpyro.sample("z", dist.Normal(0.0, 1.0).expand([2]).to_event(1))
         numpyro.sample("y", dist.Normal(field(x, z), noise), obs=y)
 
+    # Start four chains at draws from the posterior on a grid over [-4, 4]^2:
+    # it can have several modes (other phases fit a few points), and some
+    # functions' codes lie far in the prior's tails.
+    axis = jnp.linspace(-4.0, 4.0, 81)
+    z_grid = jnp.stack(jnp.meshgrid(axis, axis), -1).reshape(-1, 2)
     log_joint = jax.jit(
         jax.vmap(
             lambda z, x, y: log_density(model, (x, y), {}, {"z": z})[0],
@@ -165,17 +170,17 @@ def test_nif_prior_covers_a_new_function_from_eight_points():
         y_observed = jnp.sin(a * x_observed + b) + noise * jax.random.normal(
             keys[1], (8,)
         )
-        # Local modes in z (other phases fit a few points): start at the best
-        # of many prior draws.
-        candidates = jax.random.normal(keys[2], (4096, 2))
-        best = candidates[jnp.argmax(log_joint(candidates, x_observed, y_observed))]
+        weights = log_joint(z_grid, x_observed, y_observed)
+        starts = z_grid[jax.random.categorical(keys[2], weights, shape=(4,))]
         mcmc = MCMC(
-            NUTS(model, init_strategy=init_to_value(values={"z": best})),
+            NUTS(model),
             num_warmup=300,
-            num_samples=400,
+            num_samples=100,
+            num_chains=4,
+            chain_method="vectorized",
             progress_bar=False,
         )
-        mcmc.run(keys[3], x_observed, y_observed)
+        mcmc.run(keys[3], x_observed, y_observed, init_params={"z": starts})
         f_draws = jax.vmap(lambda z: field(grid, z))(mcmc.get_samples()["z"])
         y_draws = f_draws + noise * jax.random.normal(keys[4], f_draws.shape)
         lower, upper = jnp.quantile(y_draws, jnp.array([0.025, 0.975]), axis=0)
