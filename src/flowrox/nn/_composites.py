@@ -170,10 +170,11 @@ def fit_function_prior(
     $y_n \sim \mathcal N(f(x, z_n), \sigma^2 I)$ (see `function_prior_loss`)
     over the decoder $f$ and an encoder $q(z \mid y_n)$, on minibatches of
     `batch_size` functions drawn at random each step; all steps run in one
-    compiled `lax.scan`. The KL term keeps the codes of the training functions
-    spread as $\mathcal N(0, I)$, so the prior decodes to the family (a fit that
-    penalises point codes instead lets them shrink, and the prior then decodes
-    to functions never seen).
+    compiled `lax.scan`. The KL term pulls the codes of the training functions
+    towards $\mathcal N(0, I)$, so that draws from the prior decode to members
+    of the family. Give many functions: the encoder and decoder generalise to
+    functions never seen only as far as the training functions cover the
+    family.
 
     Args:
         key: the random key (encoder, minibatches, reparameterisation).
