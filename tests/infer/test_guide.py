@@ -87,8 +87,10 @@ def test_conjugate_normal_posterior(flow_fn):
     samples = guide.sample_posterior(
         jax.random.key(1), result.params, sample_shape=(20_000,)
     )["z"]
-    # Means within 0.05 posterior sd (Monte-Carlo error: 0.007 sd).
-    np.testing.assert_allclose(samples.mean(0), NORMAL_MEAN, atol=0.05 * NORMAL_SD)
+    # Means within 0.1 posterior sd (Monte-Carlo error: 0.007 sd). The rest is
+    # the optimiser's noise at the last step size: 0.02-0.07 sd over training
+    # keys, a KL of at most 0.003 nats.
+    np.testing.assert_allclose(samples.mean(0), NORMAL_MEAN, atol=0.1 * NORMAL_SD)
     np.testing.assert_allclose(samples.std(0), NORMAL_SD, rtol=0.05)
 
 

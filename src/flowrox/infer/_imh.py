@@ -5,13 +5,73 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-from numpyro.distributions import Distribution
+import numpyro.distributions as dist
+from numpyro.distributions import Distribution, TransformedDistribution
 from numpyro.infer.autoguide import AutoContinuous
 from numpyro.infer.initialization import init_to_uniform
 from numpyro.infer.mcmc import MCMCKernel
 from numpyro.util import is_prng_key
 
-from ._target import draw, finite_or, model_potential, proposal_from
+from ..distributions import Flow
+from ._target import Proposal, draw, finite_or, model_potential, proposal_from
+
+
+class _Widened(Distribution):
+    """The base distribution of a flow, stretched by `factor` about zero."""
+
+    arg_constraints = {}
+    pytree_data_fields = ("base", "factor")
+
+    def __init__(self, base: Distribution, factor: float):
+        self.base = base
+        self.factor = factor
+        super().__init__(base.batch_shape, base.event_shape)
+
+    @property
+    def support(self):
+        return self.base.support
+
+    def sample(self, key, sample_shape=()):
+        return self.factor * self.base.sample(key, sample_shape)
+
+    def log_prob(self, value):
+        size = 1
+        for n in self.event_shape:
+            size *= n
+        return self.base.log_prob(value / self.factor) - size * jnp.log(self.factor)
+
+
+def _defensive(owner: str, proposal: Distribution, fraction, widen: float):
+    """The proposal with its base replaced by (1 - fraction) base + fraction
+    (base stretched by `widen`); `fraction=None`: 0.1 for flows, else none."""
+    is_flow = isinstance(proposal, Flow | TransformedDistribution)
+    if fraction is None:
+        fraction = 0.1 if is_flow else 0.0
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(
+            f"{owner}: defensive must be in [0, 1) (the share of proposals drawn "
+            f"from the widened base); got {fraction!r}."
+        )
+    if not widen >= 1.0:
+        raise ValueError(
+            f"{owner}: defensive_widen must be at least 1 (how much wider the "
+            f"defensive component is than the base); got {widen!r}."
+        )
+    if fraction == 0.0:
+        return proposal
+    if not is_flow:
+        raise ValueError(
+            f"{owner}: a defensive mixture widens the base of a flow, but the "
+            f"proposal is a {type(proposal).__name__} with no base distribution. "
+            "Pass a flowrox.Flow, a TransformedDistribution or a guide, or "
+            "defensive=0."
+        )
+    base = proposal.base_dist
+    mixing = dist.Categorical(probs=jnp.array([1.0 - fraction, fraction]))
+    mixture = dist.MixtureGeneral(mixing, [base, _Widened(base, widen)])
+    if isinstance(proposal, Flow):
+        return Flow(mixture, proposal.bijection, proposal.condition)
+    return TransformedDistribution(mixture, proposal.transforms)
 
 
 class IMHState(NamedTuple):
@@ -46,6 +106,14 @@ class IndependentMetropolis(MCMCKernel):
     cost of one flow sample and one target evaluation per step, with no
     gradients. The chain starts from a proposal draw.
 
+    A flow fitted by reverse KL tends to have lighter tails than its target.
+    Where $w$ is large the chain sticks: one draw far in a tail can hold it for
+    hundreds of steps. So for a flow or guide the proposal is by default a
+    *defensive mixture*: a share `defensive` of the draws come from the flow
+    with its base stretched by `defensive_widen`, and $q$ is the mixture's
+    exact density. This bounds $w$ in the tails for about a tenth of the
+    acceptance rate. Pass `defensive=0` to propose from the flow alone.
+
     Runs under `numpyro.infer.MCMC` with `chain_method="sequential"` or
     `"parallel"`. Pass `extra_fields=("accept_prob", "accepted")` to
     `MCMC.run` to record the acceptance of every step.
@@ -61,6 +129,11 @@ class IndependentMetropolis(MCMCKernel):
             target density) of the proposal's vectors.
         params: the guide's trained parameters (`svi_result.params`).
         init_strategy: only used to discover the model's latent sites.
+        defensive: the share of proposals drawn from the widened base; default
+            0.1 for a flow or guide, 0 for any other distribution (it has no
+            base to widen).
+        defensive_widen: how much wider (as a scale factor) the defensive
+            component's base is than the flow's.
 
     Example:
         >>> import jax
@@ -88,13 +161,24 @@ class IndependentMetropolis(MCMCKernel):
         *,
         params: dict | None = None,
         init_strategy: Callable = init_to_uniform,
+        defensive: float | None = None,
+        defensive_widen: float = 2.0,
     ):
         if (model is None) == (potential_fn is None):
             raise ValueError(
                 "IndependentMetropolis: give exactly one target: model=... (a "
                 "NumPyro model) or potential_fn=... (minus the log density)."
             )
-        self._proposal = proposal_from("IndependentMetropolis", proposal, params)
+        proposal = proposal_from("IndependentMetropolis", proposal, params)
+        self._proposal = Proposal(
+            _defensive(
+                "IndependentMetropolis",
+                proposal.distribution,
+                defensive,
+                float(defensive_widen),
+            ),
+            proposal.unpack,
+        )
         self._model = model
         self._potential_fn = potential_fn
         self._init_strategy = init_strategy
