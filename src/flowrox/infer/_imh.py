@@ -1,7 +1,7 @@
 """`IndependentMetropolis`: an MCMC kernel that proposes from a flow."""
 
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -19,7 +19,7 @@ from ._target import Proposal, draw, finite_or, model_potential, proposal_from
 class _Widened(Distribution):
     """The base distribution of a flow, stretched by `factor` about zero."""
 
-    arg_constraints = {}
+    arg_constraints: ClassVar[dict] = {}
     pytree_data_fields = ("base", "factor")
 
     def __init__(self, base: Distribution, factor: float):
