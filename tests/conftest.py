@@ -23,6 +23,15 @@ def pytest_configure(config):
         ).strip()
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    # The docstring examples compile a flow each (2 s to 15 s apiece, about a
+    # minute and a half of the default run): they run with the slow tests.
+    for item in items:
+        if isinstance(item, pytest.DoctestItem):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture
 def x64():
     """Runs a test in float64; the global default stays float32."""

@@ -13,7 +13,8 @@ DOCS = pathlib.Path(__file__).parents[1] / "docs"
     [
         # bayesian.md runs NUTS and SVI to convergence: about 40 s.
         pytest.param("bayesian.md", marks=pytest.mark.slow),
-        "flows.md",
+        # flows.md trains a spline flow: about 12 s.
+        pytest.param("flows.md", marks=pytest.mark.slow),
         pytest.param("choosing-a-flow.md", marks=pytest.mark.slow),
         "splines.md",
         pytest.param("inference.md", marks=pytest.mark.slow),

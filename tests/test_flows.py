@@ -106,6 +106,7 @@ def test_made_jacobian_is_triangular_in_the_chosen_order(one_pass):
     assert np.all(np.abs(np.tril(ordered, -1))[np.tril_indices(5, -1)] > 0)
 
 
+@pytest.mark.slow
 def test_made_outputs_see_only_earlier_inputs_and_every_context_entry():
     made = MADE(
         4,
@@ -145,6 +146,7 @@ def test_bnaf_jacobian_is_triangular_with_a_positive_diagonal(cond_shape):
         )
 
 
+@pytest.mark.slow
 def test_bnaf_flow_samples_by_root_finding_and_scores_in_one_pass():
     flow = bnaf_flow(jax.random.key(0), 3, layers=2, hidden=4)
     base = jax.random.normal(jax.random.key(1), (64, 3))
@@ -189,9 +191,8 @@ def test_a_new_flow_is_its_base_distribution(name):
     np.testing.assert_allclose(jax.jit(flow.log_prob)(x), expected, rtol=1e-6)
 
 
-@pytest.mark.parametrize(
-    "name", ["spline", pytest.param("maf", marks=pytest.mark.slow)]
-)
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["spline", "maf"])
 def test_a_conditional_flow_is_a_batch_of_distributions(name):
     flow = BUILDERS[name](jax.random.key(1), cond_dim=2)
     # Move the conditioners away from zero so the context matters.
@@ -248,6 +249,7 @@ def test_builders_reject_bad_arguments():
         coupling_flow(jax.random.key(0), 4, transformer=Affine(shape=(4,)))
 
 
+@pytest.mark.slow
 def test_a_bayesian_spline_flow_has_priors_centred_on_the_identity():
     flow = spline_flow(jax.random.key(0), 2, layers=2, hidden=8)
     prior_flow = flowrox.bayesian(
@@ -467,7 +469,7 @@ def test_conditional_spline_flow_learns_a_known_conditional_gaussian():
     "template",
     [
         Affine(),
-        RationalQuadraticSpline(-2.0, 2.0, 4),
+        pytest.param(RationalQuadraticSpline(-2.0, 2.0, 4), marks=pytest.mark.slow),
         pytest.param(
             RationalQuadraticSpline(-2.0, 2.0, 4, circular=True),
             marks=pytest.mark.slow,

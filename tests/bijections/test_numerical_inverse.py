@@ -208,6 +208,7 @@ def test_gradient_of_samples_matches_the_analytic_inverse(name):
         np.testing.assert_allclose(got, expected, rtol=2e-4, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_triangular_maps_are_solved_in_order_with_implicit_gradients(x64):
     # A BNAF layer has no closed-form inverse: samples drawn through it (one
     # element at a time) get gradients by a triangular solve, checked against

@@ -84,7 +84,9 @@ def _template(key):
     )
 
 
-@pytest.mark.parametrize("n_frequencies", [None, 3])
+@pytest.mark.parametrize(
+    "n_frequencies", [None, pytest.param(3, marks=pytest.mark.slow)]
+)
 def test_radial_conditional_starts_as_its_template(n_frequencies):
     template = _template(jax.random.key(0))
     in_size, out_size = RadialConditional.network_sizes(

@@ -28,6 +28,7 @@ def _nonlinear_flow(key):
     return Flow(dist.Normal(0.0, 1.0), bijection)
 
 
+@pytest.mark.slow
 def test_log_prob_equals_the_manual_change_of_variables(x64):
     flow = _nonlinear_flow(jax.random.key(0))
     ys = jax.random.normal(jax.random.key(1), (4, 3)) * 2.0
@@ -166,6 +167,7 @@ def _exact_posterior():
     return mean, 1 / precision
 
 
+@pytest.mark.slow
 def test_nuts_with_a_flow_prior_recovers_the_conjugate_posterior():
     mcmc = MCMC(
         NUTS(_conjugate_model), num_warmup=500, num_samples=2000, progress_bar=False

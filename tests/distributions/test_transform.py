@@ -24,6 +24,7 @@ def _bijection():
     )
 
 
+@pytest.mark.slow
 def test_transformed_distribution_matches_flow():
     bijection = _bijection()
     transform = BijectionTransform(bijection)

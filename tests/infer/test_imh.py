@@ -118,6 +118,7 @@ def _wide_chain(defensive):
     return x, effective_sample_size(x[None] ** 2)
 
 
+@pytest.mark.slow
 def test_a_defensive_mixture_unsticks_a_proposal_lighter_than_its_target():
     x, ess = _wide_chain(0.2)
     # The widened base (sd 4) covers the target: the weights are bounded and

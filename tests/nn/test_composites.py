@@ -52,6 +52,7 @@ def test_function_prior_loss_is_the_negative_elbo():
     np.testing.assert_allclose(loss, expected, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_fit_reaches_the_exact_evidence_and_posterior():
     # y = s w + noise with s ~ N(0, 1): a linear-Gaussian family whose evidence
     # N(0, w w^T + sigma^2 I) and posterior over s are known. With the basis w
