@@ -36,31 +36,16 @@ def _knots(sizes, start, end):
     return jnp.concatenate([start, start + (end - start) * partial_sums, end], axis=1)
 
 
-def _bin(value, knots, x_knots, y_knots, slopes):
-    """Per feature, the bin of `value` among `knots`: its left x and y knots,
-    width, height and end slopes. All arrays are `(n_features, ...)`.
-
-    The bin is picked with a one-hot mask rather than a gather: the gradient
-    of a gather is a scatter, which costs far more on CPU than the products.
-    """
-    n_bins = knots.shape[-1] - 1
-    # Counting the interior knots at or below the value gives its bin; values
-    # outside the range are clipped into the end bins by the caller.
-    k = jnp.sum(value[:, None] >= knots[:, 1:-1], axis=-1)
-    one_hot = k[:, None] == jnp.arange(n_bins)
-
-    def pick(array):
-        return jnp.sum(jnp.where(one_hot, array, 0.0), axis=-1)
-
-    x_k, y_k = pick(x_knots[:, :-1]), pick(y_knots[:, :-1])
-    width = pick(x_knots[:, 1:]) - x_k
-    height = pick(y_knots[:, 1:]) - y_k
-    return x_k, width, y_k, height, pick(slopes[:, :-1]), pick(slopes[:, 1:])
-
-
 def _spline_forward(x, x_knots, y_knots, slopes):
-    """Per feature: y and dy/dx inside [x_knots[0], x_knots[-1]]."""
-    x_k, width, y_k, height, d_k, d_k1 = _bin(x, x_knots, x_knots, y_knots, slopes)
+    """One feature: y and dy/dx inside [x_knots[0], x_knots[-1]]."""
+    k = jnp.clip(
+        jnp.searchsorted(x_knots, x, side="right", method="compare_all") - 1,
+        0,
+        x_knots.shape[0] - 2,
+    )
+    x_k, width = x_knots[k], x_knots[k + 1] - x_knots[k]
+    y_k, height = y_knots[k], y_knots[k + 1] - y_knots[k]
+    d_k, d_k1 = slopes[k], slopes[k + 1]
     s = height / width
     theta = jnp.clip((x - x_k) / width, 0.0, 1.0)
     one_minus = 1.0 - theta
@@ -72,8 +57,15 @@ def _spline_forward(x, x_knots, y_knots, slopes):
 
 
 def _spline_inverse(y, x_knots, y_knots, slopes):
-    """Per feature: x and dy/dx (at x) inside [y_knots[0], y_knots[-1]]."""
-    x_k, width, y_k, height, d_k, d_k1 = _bin(y, y_knots, x_knots, y_knots, slopes)
+    """One feature: x and dy/dx (at x) inside [y_knots[0], y_knots[-1]]."""
+    k = jnp.clip(
+        jnp.searchsorted(y_knots, y, side="right", method="compare_all") - 1,
+        0,
+        y_knots.shape[0] - 2,
+    )
+    x_k, width = x_knots[k], x_knots[k + 1] - x_knots[k]
+    y_k, height = y_knots[k], y_knots[k + 1] - y_knots[k]
+    d_k, d_k1 = slopes[k], slopes[k + 1]
     s = height / width
     offset = y - y_k
     curvature = d_k1 + d_k - 2.0 * s
@@ -326,7 +318,7 @@ class RationalQuadraticSpline(AbstractElementwise):
             flat_x = jnp.mod(flat_x - lower + self._shift(flat), period) + lower
         inside = (flat_x >= lower) & (flat_x <= upper)
         clipped = jnp.clip(flat_x, lower, upper)
-        y_in, slope_in = _spline_forward(clipped, x_knots, y_knots, slopes)
+        y_in, slope_in = jax.vmap(_spline_forward)(clipped, x_knots, y_knots, slopes)
         below = y_knots[:, 0] + slopes[:, 0] * (flat_x - lower)
         above = y_knots[:, -1] + slopes[:, -1] * (flat_x - upper)
         y = jnp.where(inside, y_in, jnp.where(flat_x < lower, below, above))
@@ -343,7 +335,7 @@ class RationalQuadraticSpline(AbstractElementwise):
             flat_y = jnp.mod(flat_y - lower, upper - lower) + lower
         inside = (flat_y >= lower) & (flat_y <= upper)
         clipped = jnp.clip(flat_y, lower, upper)
-        x_in, slope_in = _spline_inverse(clipped, x_knots, y_knots, slopes)
+        x_in, slope_in = jax.vmap(_spline_inverse)(clipped, x_knots, y_knots, slopes)
         below = x_knots[:, 0] + (flat_y - lower) / slopes[:, 0]
         above = x_knots[:, -1] + (flat_y - upper) / slopes[:, -1]
         x = jnp.where(inside, x_in, jnp.where(flat_y < lower, below, above))
