@@ -197,7 +197,7 @@ def test_a_conditional_flow_is_a_batch_of_distributions(name):
     flow = BUILDERS[name](jax.random.key(1), cond_dim=2)
     # Move the conditioners away from zero so the context matters.
     flow = jax.tree.map(
-        lambda leaf: leaf + 0.3 if eqx.is_inexact_array(leaf) else leaf, flow
+        lambda leaf: leaf + 0.1 if eqx.is_inexact_array(leaf) else leaf, flow
     )
     contexts = jnp.array([[0.0, 1.0], [2.0, -1.0], [0.5, 0.5]])
     batched = flow.with_condition(contexts)

@@ -86,6 +86,7 @@ def coupling_flow(
     cond_dim: int | None = None,
     mask: str | None = None,
     activation: Callable = jax.nn.relu,
+    invert: bool = False,
 ) -> Flow:
     """A flow of coupling layers.
 
@@ -107,6 +108,12 @@ def coupling_flow(
         cond_dim: the size of a context vector, or None.
         mask: `"half"`, `"alternating"` or `"checkerboard"`.
         activation: the conditioner activation.
+        invert: build the layers from data to base (wrapped in `Invert`), so
+            that `log_prob` runs the transformer's forward formula and sampling
+            its inverse. Both directions are one pass; for a spline the
+            forward formula is the cheaper one (the inverse solves a
+            quadratic), so `invert=True` trains faster by maximum likelihood
+            and `invert=False` samples (and trains a guide) faster.
 
     Returns:
         A `Flow` with a standard normal base.
@@ -142,7 +149,8 @@ def coupling_flow(
         return Chain([coupling, flipped])
 
     stack = eqx.filter_vmap(layer)(jax.random.split(key, layers))
-    return _flow(Scan(stack), cond_dim)
+    bijection = Scan(stack)
+    return _flow(Invert(bijection) if invert else bijection, cond_dim)
 
 
 def spline_flow(
@@ -157,6 +165,7 @@ def spline_flow(
     cond_dim: int | None = None,
     mask: str | None = None,
     activation: Callable = jax.nn.relu,
+    invert: bool = True,
 ) -> Flow:
     """A flow of rational-quadratic spline couplings (neural spline flow).
 
@@ -175,6 +184,10 @@ def spline_flow(
         cond_dim: the size of a context vector, or None.
         mask: as for `coupling_flow`.
         activation: the conditioner activation.
+        invert: as for `coupling_flow`; the default `True` suits density
+            estimation (`log_prob` runs the splines' closed forward formula, as
+            flowjax's flows do); pass `False` for a flow that mostly samples,
+            e.g. a variational guide (`AutoFlowGuide` does).
 
     Returns:
         A `Flow` with a standard normal base.
@@ -199,6 +212,7 @@ def spline_flow(
         cond_dim=cond_dim,
         mask=mask,
         activation=activation,
+        invert=invert,
     )
 
 
@@ -223,12 +237,19 @@ def masked_autoregressive_flow(
     cond_dim: int | None = None,
     one_pass: str = "inverse",
     activation: Callable = jax.nn.relu,
+    invert: bool | None = None,
 ) -> Flow:
     """A masked autoregressive flow: MAF (fast density) or IAF (fast sampling).
 
     Each layer is a `MaskedAutoregressive` followed by a random permutation.
     `one_pass="inverse"` (MAF) makes `log_prob` one network pass per layer and
     sampling `dim` passes; `one_pass="forward"` (IAF) the reverse.
+
+    By default the one-pass direction runs the transformer's forward formula
+    (for a spline the closed form; its inverse solves a quadratic): for MAF
+    the layers are built from data to base and wrapped in `Invert`, as
+    flowjax builds its flows. `invert=False` keeps them from base to data
+    whatever `one_pass` says; `invert=True` always inverts.
 
     Args:
         key: the random key.
@@ -241,6 +262,8 @@ def masked_autoregressive_flow(
         cond_dim: the size of a context vector, or None.
         one_pass: `"inverse"` or `"forward"`.
         activation: the MADE activation.
+        invert: build the layers from data to base; default: when
+            `one_pass="inverse"`.
 
     Returns:
         A `Flow` with a standard normal base.
@@ -258,6 +281,10 @@ def masked_autoregressive_flow(
     one_pass = check_one_pass(builder, one_pass)
     transformer = Affine() if transformer is None else transformer
     cond_shape = None if cond_dim is None else (int(cond_dim),)
+    invert = one_pass == "inverse" if invert is None else bool(invert)
+    if invert:
+        # The flow's one-pass direction is the layers' other one.
+        one_pass = "forward" if one_pass == "inverse" else "inverse"
 
     def layer(key):
         first, second = jax.random.split(key)
@@ -276,7 +303,8 @@ def masked_autoregressive_flow(
         )
 
     stack = eqx.filter_vmap(layer)(jax.random.split(key, layers))
-    return _flow(Scan(stack), cond_dim)
+    bijection = Scan(stack)
+    return _flow(Invert(bijection) if invert else bijection, cond_dim)
 
 
 def bnaf_flow(

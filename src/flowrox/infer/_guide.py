@@ -27,7 +27,7 @@ def _default_flow(
         bijection = RationalQuadraticSpline(-5.0, 5.0, 16, shape=(1,))
         return Flow(dist.Normal(0.0, 1.0), bijection)
     if transformer is None:
-        return spline_flow(key, dim, layers=layers, hidden=hidden)
+        return spline_flow(key, dim, layers=layers, hidden=hidden, invert=False)
     return coupling_flow(
         key, dim, layers=layers, hidden=hidden, transformer=transformer
     )
