@@ -74,7 +74,9 @@ def test_fit_reaches_the_exact_evidence_and_posterior():
         family(jax.random.key(2), 512),
         noise=noise,
         encoder=eqx.nn.Linear(n_points, 2, key=jax.random.key(3)),
-        steps=600,
+        # 600 steps left the encoder's scale 10.6% high under XLA's full
+        # optimisation; 1500 bring it within 3%.
+        steps=1500,
         batch_size=64,
         learning_rate=3e-2,
     )
@@ -102,7 +104,7 @@ def test_fit_reaches_the_exact_evidence_and_posterior():
     assert -0.01 < gap < 0.02, gap
     assert float(jnp.max(jnp.abs(q.loc[:, 0] - mean))) < 0.02
     assert abs(float(jnp.mean(q.scale)) / float(sd) - 1.0) < 0.1
-    assert prior.losses.shape == (600,)
+    assert prior.losses.shape == (1500,)
 
 
 def test_bad_inputs_name_the_shapes():
