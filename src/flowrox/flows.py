@@ -58,9 +58,11 @@ def _check_layers(builder: str, layers: int) -> int:
     return layers
 
 
-def _flow(bijection: AbstractBijection, cond_dim) -> Flow:
+def _flow(bijection: AbstractBijection, cond_dim, invert: bool = False) -> Flow:
     condition = None if cond_dim is None else jnp.zeros((int(cond_dim),))
-    return Flow(dist.Normal(0.0, 1.0), bijection, condition)
+    return Flow(
+        dist.Normal(0.0, 1.0), Invert(bijection) if invert else bijection, condition
+    )
 
 
 def _swap_halves_permutation(key: jax.Array, size: int) -> jax.Array:
@@ -149,8 +151,7 @@ def coupling_flow(
         return Chain([coupling, flipped])
 
     stack = eqx.filter_vmap(layer)(jax.random.split(key, layers))
-    bijection = Scan(stack)
-    return _flow(Invert(bijection) if invert else bijection, cond_dim)
+    return _flow(Scan(stack), cond_dim, invert)
 
 
 def spline_flow(
@@ -303,8 +304,7 @@ def masked_autoregressive_flow(
         )
 
     stack = eqx.filter_vmap(layer)(jax.random.split(key, layers))
-    bijection = Scan(stack)
-    return _flow(Invert(bijection) if invert else bijection, cond_dim)
+    return _flow(Scan(stack), cond_dim, invert)
 
 
 def bnaf_flow(

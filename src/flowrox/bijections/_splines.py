@@ -36,16 +36,22 @@ def _knots(sizes, start, end):
     return jnp.concatenate([start, start + (end - start) * partial_sums, end], axis=1)
 
 
-def _spline_forward(x, x_knots, y_knots, slopes):
-    """One feature: y and dy/dx inside [x_knots[0], x_knots[-1]]."""
+def _bin(value, knots, x_knots, y_knots, slopes):
+    """One feature: the bin of `value` among `knots` (the x or the y knots) as
+    its left x knot, width, left y knot, height and end slopes."""
     k = jnp.clip(
-        jnp.searchsorted(x_knots, x, side="right", method="compare_all") - 1,
+        jnp.searchsorted(knots, value, side="right", method="compare_all") - 1,
         0,
-        x_knots.shape[0] - 2,
+        knots.shape[0] - 2,
     )
     x_k, width = x_knots[k], x_knots[k + 1] - x_knots[k]
     y_k, height = y_knots[k], y_knots[k + 1] - y_knots[k]
-    d_k, d_k1 = slopes[k], slopes[k + 1]
+    return x_k, width, y_k, height, slopes[k], slopes[k + 1]
+
+
+def _spline_forward(x, x_knots, y_knots, slopes):
+    """One feature: y and dy/dx inside [x_knots[0], x_knots[-1]]."""
+    x_k, width, y_k, height, d_k, d_k1 = _bin(x, x_knots, x_knots, y_knots, slopes)
     s = height / width
     theta = jnp.clip((x - x_k) / width, 0.0, 1.0)
     one_minus = 1.0 - theta
@@ -58,14 +64,7 @@ def _spline_forward(x, x_knots, y_knots, slopes):
 
 def _spline_inverse(y, x_knots, y_knots, slopes):
     """One feature: x and dy/dx (at x) inside [y_knots[0], y_knots[-1]]."""
-    k = jnp.clip(
-        jnp.searchsorted(y_knots, y, side="right", method="compare_all") - 1,
-        0,
-        y_knots.shape[0] - 2,
-    )
-    x_k, width = x_knots[k], x_knots[k + 1] - x_knots[k]
-    y_k, height = y_knots[k], y_knots[k + 1] - y_knots[k]
-    d_k, d_k1 = slopes[k], slopes[k + 1]
+    x_k, width, y_k, height, d_k, d_k1 = _bin(y, y_knots, x_knots, y_knots, slopes)
     s = height / width
     offset = y - y_k
     curvature = d_k1 + d_k - 2.0 * s

@@ -1,5 +1,6 @@
 """`IndependentMetropolis`: an MCMC kernel that proposes from a flow."""
 
+import math
 from collections.abc import Callable
 from typing import ClassVar, NamedTuple
 
@@ -35,9 +36,7 @@ class _Widened(Distribution):
         return self.factor * self.base.sample(key, sample_shape)
 
     def log_prob(self, value):
-        size = 1
-        for n in self.event_shape:
-            size *= n
+        size = math.prod(self.event_shape)
         return self.base.log_prob(value / self.factor) - size * jnp.log(self.factor)
 
 
