@@ -73,21 +73,6 @@ def test_registry_covers_every_exported_bijection():
     assert covered - exported == set(), "registry names that are not exported"
 
 
-def _check_contract(name, rtol, atol):
-    bijection, x, condition = _build(name, seed=1)
-    out = _evaluate(bijection, x, condition)
-    assert out["y"].shape == x.shape == tuple(bijection.shape)
-    assert out["forward_log_det"].shape == out["inverse_log_det"].shape == ()
-    np.testing.assert_allclose(out["x_back"], x, rtol=max(rtol, 1e-4), atol=1e-5)
-    np.testing.assert_allclose(out["transform"], out["y"], rtol=1e-6, atol=1e-6)
-    np.testing.assert_allclose(out["inverse"], out["x_back"], rtol=1e-6, atol=1e-6)
-    forward, inverse = out["forward_log_det"], out["inverse_log_det"]
-    np.testing.assert_allclose(forward, out["autodiff_forward"], rtol=rtol, atol=atol)
-    np.testing.assert_allclose(inverse, out["autodiff_inverse"], rtol=rtol, atol=atol)
-    np.testing.assert_allclose(inverse, -forward, rtol=rtol, atol=atol)
-    return x
-
-
 def _check_round_trip(bijection, x, out, rtol):
     assert out["y"].shape == x.shape == tuple(bijection.shape)
     assert out["forward_log_det"].shape == out["inverse_log_det"].shape == ()
