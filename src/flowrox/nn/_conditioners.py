@@ -15,6 +15,7 @@ leading shape of `h` (the per-sample path).
 
 import abc
 import math
+import numbers
 from collections.abc import Callable
 
 import einops
@@ -25,15 +26,36 @@ import numpy as np
 from equinox import AbstractVar
 from jax.typing import ArrayLike
 
-from ..bijections._parameters import as_float_array
-from ..bijections._radial import _log_softplus
+# `flowrox.bijections.Modulated` wraps `AffineModulation`, so this module
+# imports nothing from `flowrox.bijections`: the two packages load in any order.
+
+
+def _as_float_array(value: ArrayLike) -> jax.Array:
+    """A floating array (integers become the default float, Python scalars strong)."""
+    value = jnp.asarray(value)
+    if jnp.issubdtype(value.dtype, jnp.inexact):
+        return jnp.asarray(value, dtype=value.dtype)
+    return jnp.asarray(value, dtype=jnp.result_type(float))
+
+
+def _log_softplus(raw: jax.Array) -> jax.Array:
+    """log(softplus(raw)); below -30, softplus(raw) = e^raw to rounding, so raw."""
+    small = raw < -30.0
+    return jnp.where(small, raw, jnp.log(jax.nn.softplus(jnp.where(small, 0.0, raw))))
 
 
 def _check_sizes(owner: str, **sizes: int) -> None:
-    bad = {name: size for name, size in sizes.items() if int(size) < 1}
+    bad = {
+        name: size
+        for name, size in sizes.items()
+        if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1
+    }
     if bad:
-        listed = ", ".join(f"{name}={size}" for name, size in bad.items())
-        raise ValueError(f"{owner} needs sizes of at least 1; got {listed}.")
+        listed = ", ".join(f"{name}={size!r}" for name, size in bad.items())
+        raise ValueError(
+            f"{owner}: expected every size to be a whole number of at least 1, got "
+            f"{listed}. Pass a positive int for each."
+        )
 
 
 def _last_layer(generator: eqx.nn.Linear | eqx.nn.MLP) -> eqx.nn.Linear:
@@ -66,7 +88,7 @@ class AbstractConditioner(eqx.Module):
     `Cls(num_features, cond_dim, *, key, **options)`, so that composites can put
     one after each hidden layer of a network.
 
-    Example:
+    Examples:
         >>> import jax
         >>> import jax.numpy as jnp
         >>> from flowrox.nn import AbstractConditioner, FiLM
@@ -108,14 +130,14 @@ class AbstractConditioner(eqx.Module):
         name = type(self).__name__
         width = self.num_features if width is None else width
         if h is not None:
-            h = as_float_array(h)
+            h = _as_float_array(h)
             if h.ndim == 0 or h.shape[-1] != width:
                 raise ValueError(
                     f"{name}: expected h with last axis {width} ({width_name}), got "
                     f"shape {h.shape}. Pass one point of shape ({width},) or a batch "
                     f"of shape (..., {width})."
                 )
-        z = as_float_array(z)
+        z = _as_float_array(z)
         k = self.cond_dim
         wrong_width = z.ndim == 0 or z.shape[-1] != k
         wrong_rows = h is not None and z.ndim > 1 and z.shape[:-1] != h.shape[:-1]
@@ -143,7 +165,7 @@ class ConcatConditioner(AbstractConditioner):
         cond_dim: $K$, the width of the context.
         key: the key for the weights (equinox's `Linear` initialisation).
 
-    Example:
+    Examples:
         >>> import jax
         >>> import jax.numpy as jnp
         >>> from flowrox.nn import ConcatConditioner
@@ -214,7 +236,7 @@ class AffineModulation(AbstractConditioner):
         gamma_activation: `"one_plus_tanh"`, `"exp"`, `"softplus"` or
             `"identity"`.
 
-    Example:
+    Examples:
         >>> import jax
         >>> import jax.numpy as jnp
         >>> from flowrox.nn import AffineModulation
@@ -291,7 +313,7 @@ class AffineModulation(AbstractConditioner):
             ValueError: for `gamma_activation="identity"`, whose $\gamma$ can be
                 zero or negative, so that $h \mapsto y$ need not be invertible.
 
-        Example:
+        Examples:
             >>> import jax
             >>> import jax.numpy as jnp
             >>> from flowrox.nn import AffineModulation
@@ -362,7 +384,7 @@ class HyperLinear(AbstractConditioner):
         weight_bound: calibrates the generated weight to $U(\pm$`weight_bound`$)$.
         bias_bound: calibrates the generated bias to $U(\pm$`bias_bound`$)$.
 
-    Example:
+    Examples:
         >>> import jax
         >>> import jax.numpy as jnp
         >>> from flowrox.nn import HyperLinear
@@ -401,12 +423,17 @@ class HyperLinear(AbstractConditioner):
         _check_sizes("HyperLinear", **sizes)
         if not init_scale >= 0:
             raise ValueError(
-                f"HyperLinear: init_scale must be at least 0; got {init_scale}."
+                f"HyperLinear: expected init_scale >= 0, got {init_scale}. Pass a "
+                "non-negative scale for the context-driven part of the generated "
+                "weights (default 0.1; 0 makes them independent of the context)."
             )
         for name, bound in (("weight_bound", weight_bound), ("bias_bound", bias_bound)):
             if bound is not None and not bound > 0:
                 raise ValueError(
-                    f"HyperLinear: {name} must be positive (or None); got {bound}."
+                    f"HyperLinear: expected {name} > 0 or None, got {bound}. Pass "
+                    f"the bound u of the U(-u, u) initialisation to calibrate to, "
+                    f"or {name}=None for the default (init_scale times equinox's "
+                    "Linear initialisation)."
                 )
         self.in_features, self.out_features = int(in_features), int(out_features)
         self.cond_dim = int(cond_dim)
@@ -469,7 +496,7 @@ class HyperLinear(AbstractConditioner):
             `(weight, bias)` of shapes `z.shape[:-1] + (out_features, in_features)`
             and `z.shape[:-1] + (out_features,)`.
 
-        Example:
+        Examples:
             >>> import jax
             >>> import jax.numpy as jnp
             >>> from flowrox.nn import HyperLinear
