@@ -110,7 +110,7 @@ def BayesianConcatConditioner(
     Returns:
         The `ConcatConditioner`, with its leaves declared random.
 
-    Example:
+    Examples:
         >>> import jax
         >>> import jax.numpy as jnp
         >>> import flowrox
@@ -158,7 +158,7 @@ def BayesianAffineModulation(
     Returns:
         The `AffineModulation`, with its generator declared random.
 
-    Example:
+    Examples:
         >>> import jax
         >>> import jax.numpy as jnp
         >>> import flowrox
@@ -218,7 +218,7 @@ def BayesianHyperLinear(
     Returns:
         The `HyperLinear`, with its generator declared random.
 
-    Example:
+    Examples:
         >>> import jax
         >>> import numpyro
         >>> import flowrox

@@ -68,7 +68,7 @@ def BayesianSIREN(
     Returns:
         The `SIREN`, with a random marker for every weight and bias.
 
-    Example:
+    Examples:
         >>> import jax
         >>> import jax.numpy as jnp
         >>> import flowrox
@@ -165,7 +165,7 @@ def BayesianHyperSIREN(
     Returns:
         The `HyperSIREN`, with random markers in its generators.
 
-    Example:
+    Examples:
         >>> import jax
         >>> import numpyro
         >>> import flowrox

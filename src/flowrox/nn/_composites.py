@@ -102,7 +102,7 @@ def function_prior_loss(
     Returns:
         The mean negative ELBO over the batch, a scalar.
 
-    Example:
+    Examples:
         >>> import jax
         >>> import jax.numpy as jnp
         >>> from flowrox.nn import function_prior_loss
@@ -200,7 +200,7 @@ def fit_function_prior(
     Returns:
         A `FunctionPrior` with the trained decoder and encoder and the losses.
 
-    Example:
+    Examples:
         >>> import jax
         >>> import jax.numpy as jnp
         >>> from flowrox.nn import SIREN, ConditionedINR, fit_function_prior

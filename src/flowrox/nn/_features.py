@@ -51,7 +51,7 @@ class RBFFourierFeatures(eqx.Module):
         key: the key for the frequencies.
         lengthscale: the initial lengthscale $\ell > 0$.
 
-    Example:
+    Examples:
         >>> import jax
         >>> import jax.numpy as jnp
         >>> from flowrox.nn import RBFFourierFeatures
@@ -109,7 +109,7 @@ class RandomKitchenSinks(eqx.Module):
         key: the key for the frequencies and the readout.
         lengthscale: the initial RBF lengthscale.
 
-    Example:
+    Examples:
         >>> import jax
         >>> import jax.numpy as jnp
         >>> from flowrox.nn import RandomKitchenSinks
@@ -220,7 +220,7 @@ class HyperFourierFeatures(eqx.Module):
         lengthscale: the lengthscale the default parameter network starts at.
         init_scale: the factor on the default network's last weights.
 
-    Example:
+    Examples:
         >>> import jax
         >>> import jax.numpy as jnp
         >>> from flowrox.nn import HyperFourierFeatures
@@ -341,7 +341,7 @@ class ConditionedRFFNet(eqx.Module):
         **feature_options: passed to `HyperFourierFeatures` (`parameter_net`,
             `width`, `depth`, `lengthscale`, `init_scale`).
 
-    Example:
+    Examples:
         >>> import jax
         >>> import jax.numpy as jnp
         >>> from flowrox.nn import ConditionedRFFNet

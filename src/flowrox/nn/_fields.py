@@ -103,7 +103,7 @@ class AbstractField(eqx.Module):
     `input_layer` builds a fresh first layer for a wider input (what
     `ConditionedINR(mode="input")` needs).
 
-    Example:
+    Examples:
         >>> import jax
         >>> from flowrox.nn import SIREN, AbstractField
         >>> siren = SIREN(3, 16, 2, depth=2, key=jax.random.key(0))
@@ -161,7 +161,7 @@ class DenseLayer(eqx.Module):
         key: the key for the weights (equinox's default `Linear` initialisation).
         activation: the elementwise activation.
 
-    Example:
+    Examples:
         >>> import jax
         >>> import jax.numpy as jnp
         >>> from flowrox.nn import DenseLayer
@@ -218,7 +218,7 @@ class MLPField(AbstractField):
         key: the key for the weights.
         activation: the hidden activation.
 
-    Example:
+    Examples:
         >>> import jax
         >>> import jax.numpy as jnp
         >>> from flowrox.nn import MLPField
@@ -294,7 +294,7 @@ class ConditionedINR(eqx.Module):
         **conditioner_options: passed to every conditioner (e.g.
             `gamma_activation="exp"`).
 
-    Example:
+    Examples:
         >>> import jax
         >>> import jax.numpy as jnp
         >>> from flowrox.nn import SIREN, ConditionedINR

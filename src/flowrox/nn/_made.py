@@ -44,7 +44,7 @@ class MADE(eqx.Module):
             the natural order). `order[k]` is the input that comes k-th.
         activation: the hidden activation.
 
-    Example:
+    Examples:
         >>> import jax
         >>> import jax.numpy as jnp
         >>> from flowrox.nn import MADE

@@ -39,7 +39,7 @@ def siren_bounds(
         `depth + 1` bounds: $1/\\text{in}$ for the first layer, then the hidden
         bound for every later sine layer and for the readout.
 
-    Example:
+    Examples:
         >>> from flowrox.nn import siren_bounds
         >>> tuple(round(b, 4) for b in siren_bounds(2, 24, 2, hidden_omega=30.0, c=6.0))
         (0.5, 0.0167, 0.0167)
@@ -125,7 +125,7 @@ class SineLayer(eqx.Module):
         omega: the frequency $\omega$.
         bound: $u$, the bound of the uniform draw of the weight and the bias.
 
-    Example:
+    Examples:
         >>> import jax
         >>> import jax.numpy as jnp
         >>> from flowrox.nn import SineLayer
@@ -182,7 +182,7 @@ class SIREN(AbstractField):
         hidden_omega: the frequency of the later layers.
         c: the constant of the hidden bound.
 
-    Example:
+    Examples:
         >>> import jax
         >>> import jax.numpy as jnp
         >>> from flowrox.nn import SIREN
@@ -292,7 +292,7 @@ class HyperSIREN(eqx.Module):
         generator_hidden: if given, each generator is an MLP of this width
             (see `HyperLinear`'s `hidden`); otherwise linear in the latent.
 
-    Example:
+    Examples:
         >>> import jax
         >>> import jax.numpy as jnp
         >>> from flowrox.nn import HyperSIREN
