@@ -11,6 +11,7 @@ from numpyro import handlers
 from numpyro.infer.util import log_density
 
 import flowrox
+from flowrox._bayes._markers import random_leaves
 from flowrox.bijections import Modulated
 from flowrox.nn import (
     AffineModulation,
@@ -285,3 +286,122 @@ def test_nuts_recovers_the_conjugate_posterior_of_a_film_weight():
     # About 3000 effective draws: the Monte Carlo error of the mean is ~sd / 55.
     assert abs(weight.mean() - mean[0]) < 0.15 * sd
     assert weight.std() == pytest.approx(sd, rel=0.1)
+
+
+def moved_off_init(module, key, scale=0.5):
+    """The module with every inexact leaf moved off its initial value, as by training.
+
+    Each leaf gets `scale` times its root mean square of Gaussian noise (zero
+    leaves, such as FiLM's initial generator weight, get `scale` itself).
+    """
+    parameters, static = eqx.partition(module, eqx.is_inexact_array)
+    leaves, treedef = jax.tree.flatten(parameters)
+    keys = jax.random.split(key, len(leaves))
+    moved = []
+    for k, leaf in zip(keys, leaves, strict=True):
+        rms = jnp.sqrt(jnp.mean(leaf**2))
+        size = scale * jnp.where(rms > 0, rms, 1.0)
+        moved.append(leaf + size * jax.random.normal(k, leaf.shape, leaf.dtype))
+    return eqx.combine(jax.tree.unflatten(treedef, moved), static)
+
+
+def check_wrapped(wrapped, trained, name, built_sites):
+    """The wrapped module is `trained` with priors centred on its values.
+
+    Returns `{leaf path: prior}` for checks of the scales.
+    """
+    assert type(wrapped) is type(trained)
+    # Nothing but the chosen leaves changed: the values are the trained ones.
+    assert eqx.tree_equal(flowrox.deterministic(wrapped), trained)
+    priors = {}
+    for info, marker in random_leaves(wrapped):
+        assert isinstance(marker.prior, dist.Normal), info.name
+        np.testing.assert_array_equal(marker.prior.loc, marker.value)
+        assert not np.allclose(marker.value, 0.0)
+        priors[info.name] = marker.prior
+    # The same sites as the form built from sizes.
+    sites = _sites(name, lambda: wrapped, abstract=True)
+    assert [site for site, *_ in sites] == built_sites
+    return priors
+
+
+def test_the_bayesian_conditioners_wrap_a_trained_layer():
+    @eqx.filter_jit
+    def build(key):
+        keys = jax.random.split(key)
+        trained = {
+            "concat": ConcatConditioner(4, K, key=keys[0]),
+            "film": AffineModulation(4, K, key=keys[0], gamma_activation="exp"),
+            "hyper": HyperLinear(4, 4, K, key=keys[0], hidden=5),
+        }
+        trained = {
+            name: moved_off_init(layer, keys[1]) for name, layer in trained.items()
+        }
+        wrapped = {
+            "concat": BayesianConcatConditioner(
+                trained["concat"], centred_on_init=True
+            ),
+            "film": BayesianAffineModulation(
+                trained["film"], prior_scale=0.2, centred_on_init=True
+            ),
+            "hyper": BayesianHyperLinear(trained["hyper"], centred_on_init=True),
+        }
+        return trained, wrapped
+
+    trained, wrapped = build(jax.random.key(0))
+    priors = check_wrapped(
+        wrapped["concat"],
+        trained["concat"],
+        "concat",
+        ["concat/linear.weight", "concat/linear.bias"],
+    )
+    # Default scales: the root mean squares of the trained leaves.
+    for leaf in ("weight", "bias"):
+        value = np.asarray(getattr(trained["concat"].linear, leaf))
+        np.testing.assert_allclose(
+            priors[f"linear.{leaf}"].scale, np.sqrt(np.mean(value**2)), rtol=1e-6
+        )
+    priors = check_wrapped(
+        wrapped["film"],
+        trained["film"],
+        "film",
+        ["film/generator.weight", "film/generator.bias"],
+    )
+    for prior in priors.values():
+        np.testing.assert_allclose(prior.scale, 0.2, rtol=1e-6)
+    hyper_sites = [
+        f"hyper/generator.layers.{i}.{leaf}"
+        for i in (0, 1)
+        for leaf in ("weight", "bias")
+    ]
+    priors = check_wrapped(wrapped["hyper"], trained["hyper"], "hyper", hyper_sites)
+    # The last layer's scales: one per part (rows generating weight, bias).
+    last = np.asarray(trained["hyper"].generator.layers[-1].weight)
+    scale = np.asarray(priors["generator.layers.1.weight"].scale)
+    for rows in (slice(0, 16), slice(16, 20)):
+        np.testing.assert_allclose(
+            scale[rows], np.sqrt(np.mean(last[rows] ** 2)), rtol=1e-5
+        )
+
+
+def test_wrapping_takes_the_module_alone():
+    layer = HyperLinear(2, 2, K, key=jax.random.key(0))
+    with pytest.raises(
+        ValueError,
+        match=r"BayesianHyperLinear: got a HyperLinear to wrap and also cond_dim, "
+        r"key, hidden; a given HyperLinear keeps its own",
+    ):
+        BayesianHyperLinear(layer, cond_dim=K, key=jax.random.key(1), hidden=4)
+    with pytest.raises(
+        TypeError,
+        match=r"BayesianAffineModulation: expected a module of type "
+        r"AffineModulation to wrap, or the sizes of a new one, got a module of "
+        r"type HyperLinear",
+    ):
+        BayesianAffineModulation(layer)
+    with pytest.raises(
+        TypeError,
+        match=r"BayesianConcatConditioner: building a new ConcatConditioner needs "
+        r"cond_dim, key, got none",
+    ):
+        BayesianConcatConditioner(4)

@@ -16,6 +16,7 @@ from numpyro.infer.autoguide import AutoNormal
 import flowrox
 from flowrox._bayes._markers import random_leaves
 from flowrox.nn import SIREN, BayesianHyperSIREN, BayesianSIREN, HyperSIREN
+from tests.nn.test_bayesian_conditioners import check_wrapped, moved_off_init
 from tests.nn.test_features import jit_build
 from tests.nn.test_siren import _hidden_pre_activation_stds
 
@@ -152,6 +153,83 @@ def test_bayesian_hyper_siren_draws_keep_the_features():
     for (weight, bias), bound in zip(weights, model.weight_bounds(), strict=True):
         for values in (weight, bias):
             assert abs(float(jnp.std(values)) * math.sqrt(3) / bound - 1) < 0.1
+
+
+LAYERS = ["layers.0", "layers.1", "readout"]
+
+
+def test_bayesian_siren_wraps_a_trained_siren():
+    # A trained SIREN (weights moved off their initialisation) becomes a prior
+    # centred on its trained weights, with the scales of its own regime.
+    def run():
+        siren = SIREN(2, 8, 1, 2, key=KEY, first_omega=5.0, hidden_omega=2.0)
+        siren = moved_off_init(siren, jax.random.key(1))
+        return siren, BayesianSIREN(siren, centred_on_init=True)
+
+    siren, wrapped = jit_build(run)
+    priors = check_wrapped(
+        wrapped,
+        siren,
+        "f",
+        [f"f/{layer}.{leaf}" for layer in LAYERS for leaf in ("weight", "bias")],
+    )
+    bounds = [0.5, math.sqrt(6 / 8) / 2.0, math.sqrt(6 / 8) / 2.0]
+    for layer, bound in zip(LAYERS, bounds, strict=True):
+        for leaf in ("weight", "bias"):
+            scale = priors[f"{layer}.{leaf}"].scale
+            np.testing.assert_allclose(scale, bound / math.sqrt(3), rtol=1e-6)
+
+
+def test_bayesian_hyper_siren_wraps_a_trained_decoder():
+    # A trained NIF decoder (weights moved off their initialisation, as
+    # fit_function_prior leaves them) becomes a prior centred on its trained
+    # generators; its trained parameter network stays deterministic.
+    def run():
+        nif = HyperSIREN(2, 8, 1, 2, cond_dim=3, key=KEY)
+        nif = moved_off_init(nif, jax.random.key(2))
+        return nif, BayesianHyperSIREN(nif, centred_on_init=True)
+
+    nif, wrapped = jit_build(run)
+    priors = check_wrapped(
+        wrapped,
+        nif,
+        "nif",
+        [
+            f"nif/{layer}.generator.{leaf}"
+            for layer in LAYERS
+            for leaf in ("weight", "bias")
+        ],
+    )
+    assert eqx.tree_equal(wrapped.parameter_net, nif.parameter_net)
+    # Part-matched scales from the trained generators: weight rows, bias rows.
+    last = np.asarray(nif.layers[1].generator.weight)
+    scale = np.asarray(priors["layers.1.generator.weight"].scale)
+    for rows in (slice(0, 64), slice(64, 72)):
+        np.testing.assert_allclose(
+            scale[rows], np.sqrt(np.mean(last[rows] ** 2)), rtol=1e-5
+        )
+
+
+def test_bayesian_fields_wrapping_takes_the_network_alone():
+    siren = eqx.filter_eval_shape(lambda: SIREN(1, 4, 1, 1, key=KEY))
+    with pytest.raises(
+        ValueError,
+        match=r"BayesianSIREN: got a SIREN to wrap and also first_omega; a given "
+        r"SIREN keeps its own sizes, weights and options",
+    ):
+        BayesianSIREN(siren, first_omega=3.0)
+    with pytest.raises(
+        TypeError,
+        match=r"BayesianHyperSIREN: expected a module of type HyperSIREN to wrap, "
+        r"or the sizes of a new one, got a module of type SIREN",
+    ):
+        BayesianHyperSIREN(siren)
+    with pytest.raises(
+        TypeError,
+        match=r"BayesianHyperSIREN: building a new HyperSIREN needs depth, "
+        r"cond_dim, key, got none",
+    ):
+        BayesianHyperSIREN(1, 4, 1)
 
 
 def _gap_data():

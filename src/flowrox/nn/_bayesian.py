@@ -1,15 +1,17 @@
 """Bayesian conditioners: the conditioners with priors declared on their weights.
 
-Each function builds the ordinary layer and returns `flowrox.bayesian(layer,
-prior, where=...)`: the same class, with random markers in place of the chosen
-leaves. `flowrox.sample_module(name, layer)` inside a NumPyro model draws them
-and returns an ordinary layer, so every feature of the layer (both context
-paths, `log_det`, `weights`, the calibrated initialisation) works on the draw.
+Each function builds the ordinary layer, or takes one already built (a trained
+layer, say), and returns `flowrox.bayesian(layer, prior, where=...)`: the same
+class, with random markers in place of the chosen leaves.
+`flowrox.sample_module(name, layer)` inside a NumPyro model draws them and
+returns an ordinary layer, so every feature of the layer (both context paths,
+`log_det`, `weights`, the calibrated initialisation) works on the draw.
 """
 
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpyro.distributions as dist
@@ -24,6 +26,51 @@ from ._conditioners import (
 )
 
 Prior = dist.Distribution | AbstractPrior | Mapping | Callable
+
+
+def _given_or_built(
+    owner: str,
+    cls: type,
+    first: Any,
+    sizes: Mapping[str, Any],
+    key: jax.Array | None,
+    options: Mapping[str, Any],
+    build: Callable[[], Any],
+) -> Any:
+    """`first` if it is a `cls` to wrap; otherwise `build()` from the sizes.
+
+    `sizes` are the size arguments after the first, `options` the construction
+    options; a given module brings its own, so none of them may be passed too.
+    """
+    name = cls.__name__
+    if isinstance(first, cls):
+        passed = [
+            argument
+            for argument, value in {**sizes, "key": key, **options}.items()
+            if value is not None
+        ]
+        if passed:
+            raise ValueError(
+                f"{owner}: got a {name} to wrap and also {', '.join(passed)}; a "
+                f"given {name} keeps its own sizes, weights and options. Pass "
+                f"{owner}(module, prior_scale=..., centred_on_init=...) with prior "
+                "arguments only, or the sizes and key of a new one."
+            )
+        return first
+    if isinstance(first, eqx.Module):
+        raise TypeError(
+            f"{owner}: expected a module of type {name} to wrap, or the sizes of a "
+            f"new one, got a module of type {type(first).__name__}. Pass a {name}, "
+            "or the sizes and key to build one."
+        )
+    missing = [argument for argument, value in sizes.items() if value is None]
+    missing += ["key"] if key is None else []
+    if missing:
+        raise TypeError(
+            f"{owner}: building a new {name} needs {', '.join(missing)}, got "
+            f"none. Pass them, or pass an existing {name} as the first argument."
+        )
+    return build()
 
 
 def _prior_for(
@@ -84,28 +131,32 @@ def _part_matched(
 
 
 def BayesianConcatConditioner(
-    num_features: int,
-    cond_dim: int,
+    num_features: int | ConcatConditioner,
+    cond_dim: int | None = None,
     *,
-    key: jax.Array,
+    key: jax.Array | None = None,
     prior_scale: float | None = None,
     prior: Prior | None = None,
     centred_on_init: bool = False,
 ) -> ConcatConditioner:
     """A `ConcatConditioner` with Normal priors on its weight and bias.
 
-    Sites: `{name}/linear.weight` and `{name}/linear.bias`.
+    Sites: `{name}/linear.weight` and `{name}/linear.bias`. Either builds a new
+    layer, or wraps a given (trained) one: `BayesianConcatConditioner(layer,
+    centred_on_init=True)` centres the priors on its weights.
 
     Args:
-        num_features: the width of `h` and of the output.
+        num_features: the width of `h` and of the output; or an existing
+            `ConcatConditioner` to wrap (then pass no `cond_dim` or `key`).
         cond_dim: the width of the context.
         key: the key for the initial weights.
         prior_scale: the scale of the Normal priors; default: each leaf's
-            initialisation scale (`flowrox.priors.init_matched`), so that prior
-            draws look like freshly initialised layers.
+            root mean square (`flowrox.priors.init_matched`), so that prior
+            draws of a new layer look like freshly initialised layers.
         prior: any prior accepted by `flowrox.bayesian`, instead of
             `prior_scale`.
-        centred_on_init: centre the Normal priors on the initial values.
+        centred_on_init: centre the Normal priors on the layer's values (the
+            initial ones of a new layer, the trained ones of a given layer).
 
     Returns:
         The `ConcatConditioner`, with its leaves declared random.
@@ -120,18 +171,25 @@ def BayesianConcatConditioner(
         >>> drawn(jnp.ones((3, 4)), jnp.ones(2)).shape
         (3, 4)
     """
-    prior = _prior_for(
-        "BayesianConcatConditioner", prior, prior_scale, centred_on_init, None
+    owner = "BayesianConcatConditioner"
+    prior = _prior_for(owner, prior, prior_scale, centred_on_init, None)
+    layer = _given_or_built(
+        owner,
+        ConcatConditioner,
+        num_features,
+        {"cond_dim": cond_dim},
+        key,
+        {},
+        lambda: ConcatConditioner(num_features, cond_dim, key=key),
     )
-    layer = ConcatConditioner(num_features, cond_dim, key=key)
     return bayesian(layer, prior, where=lambda m: m.linear)
 
 
 def BayesianAffineModulation(
-    num_features: int,
-    cond_dim: int,
+    num_features: int | AffineModulation,
+    cond_dim: int | None = None,
     *,
-    key: jax.Array,
+    key: jax.Array | None = None,
     prior_scale: float | None = None,
     prior: Prior | None = None,
     centred_on_init: bool = False,
@@ -142,17 +200,20 @@ def BayesianAffineModulation(
     Sites: `{name}/generator.weight` and `{name}/generator.bias`; the prior on
     the raw generator output induces the prior on $\gamma(z)$ and $\beta(z)$
     through the chosen `gamma_activation`. With `centred_on_init=True` the
-    prior is centred on the identity layer.
+    prior is centred on the identity layer, or, for a given (trained) layer,
+    on its generator.
 
     Args:
-        num_features: the width of `h` and of the output.
+        num_features: the width of `h` and of the output; or an existing
+            `AffineModulation` to wrap (then pass no `cond_dim`, `key` or
+            options).
         cond_dim: the width of the context.
         key: passed to `AffineModulation`.
         prior_scale: the scale of the Normal priors (default 1.0).
         prior: any prior accepted by `flowrox.bayesian`, instead of
             `prior_scale`.
-        centred_on_init: centre the Normal priors on the initial (identity)
-            generator.
+        centred_on_init: centre the Normal priors on the layer's generator
+            (the identity generator of a new layer).
         **options: `AffineModulation`'s options (`gamma_activation`).
 
     Returns:
@@ -170,19 +231,26 @@ def BayesianAffineModulation(
         >>> drawn.log_det(jnp.ones((3, 2))).shape
         (3,)
     """
-    prior = _prior_for(
-        "BayesianAffineModulation", prior, prior_scale, centred_on_init, 1.0
+    owner = "BayesianAffineModulation"
+    prior = _prior_for(owner, prior, prior_scale, centred_on_init, 1.0)
+    layer = _given_or_built(
+        owner,
+        AffineModulation,
+        num_features,
+        {"cond_dim": cond_dim},
+        key,
+        options,
+        lambda: AffineModulation(num_features, cond_dim, key=key, **options),
     )
-    layer = AffineModulation(num_features, cond_dim, key=key, **options)
     return bayesian(layer, prior, where=lambda m: m.generator)
 
 
 def BayesianHyperLinear(
-    in_features: int,
-    out_features: int,
-    cond_dim: int,
+    in_features: int | HyperLinear,
+    out_features: int | None = None,
+    cond_dim: int | None = None,
     *,
-    key: jax.Array,
+    key: jax.Array | None = None,
     prior_scale: float | None = None,
     prior: Prior | None = None,
     centred_on_init: bool = False,
@@ -200,18 +268,22 @@ def BayesianHyperLinear(
     is its prior scale, with separate scales, in the last layer, for the rows
     generating the target weight and those generating its bias. With
     `weight_bound`/`bias_bound`, a prior draw then generates weights with the
-    spread of the calibrated initialisation.
+    spread of the calibrated initialisation. A given (trained) layer is
+    wrapped as it is, its root mean squares setting the default scales;
+    `centred_on_init=True` centres the priors on its generator.
 
     Args:
-        in_features: the width of `h`.
+        in_features: the width of `h`; or an existing `HyperLinear` to wrap
+            (then pass no other size, `key` or options).
         out_features: the width of the output.
         cond_dim: the width of the context.
         key: passed to `HyperLinear`.
         prior_scale: the scale of Normal priors on the generator leaves;
-            default: each leaf's initialisation scale.
+            default: each leaf's root mean square.
         prior: any prior accepted by `flowrox.bayesian`, instead of
             `prior_scale`.
-        centred_on_init: centre the Normal priors on the initial generator.
+        centred_on_init: centre the Normal priors on the layer's generator
+            (the initial one of a new layer).
         **options: `HyperLinear`'s options (`init_scale`, `hidden`,
             `activation`, `weight_bound`, `bias_bound`).
 
@@ -230,9 +302,18 @@ def BayesianHyperLinear(
         >>> list(trace)
         ['hyper/generator.weight', 'hyper/generator.bias']
     """
+    owner = "BayesianHyperLinear"
     default = prior is None and prior_scale is None
-    prior = _prior_for("BayesianHyperLinear", prior, prior_scale, centred_on_init, None)
-    layer = HyperLinear(in_features, out_features, cond_dim, key=key, **options)
+    prior = _prior_for(owner, prior, prior_scale, centred_on_init, None)
+    layer = _given_or_built(
+        owner,
+        HyperLinear,
+        in_features,
+        {"out_features": out_features, "cond_dim": cond_dim},
+        key,
+        options,
+        lambda: HyperLinear(in_features, out_features, cond_dim, key=key, **options),
+    )
     if default:
         n_weight = layer.out_features * layer.in_features
         layer = bayesian(

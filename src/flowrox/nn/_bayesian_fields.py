@@ -1,6 +1,7 @@
 """Bayesian SIREN and HyperSIREN: the ordinary classes with priors on chosen leaves.
 
-These are thin constructors: each builds the deterministic module and returns
+These are thin constructors: each builds the deterministic module, or takes
+one already built (a trained decoder, say), and returns
 `flowrox.bayesian(module, prior, where=...)`, so the result is still a `SIREN`
 or a `HyperSIREN` (holding random markers), and `flowrox.sample_module(name, ...)`
 inside a NumPyro model returns an ordinary one with every feature intact.
@@ -15,7 +16,7 @@ import jax.numpy as jnp
 import numpyro.distributions as dist
 
 from .._bayes import bayesian
-from ._bayesian import Prior, _part_matched, _prior_for
+from ._bayesian import Prior, _given_or_built, _part_matched, _prior_for
 from ._conditioners import _last_layer
 from ._siren import SIREN, HyperSIREN
 
@@ -26,15 +27,15 @@ def _matched_normal(leaf: jax.Array, scale: float, centred_on_init: bool):
 
 
 def BayesianSIREN(
-    in_features: int,
-    hidden_features: int,
-    out_features: int,
-    depth: int,
+    in_features: int | SIREN,
+    hidden_features: int | None = None,
+    out_features: int | None = None,
+    depth: int | None = None,
     *,
-    key: jax.Array,
-    first_omega: float = 30.0,
-    hidden_omega: float = 30.0,
-    c: float = 6.0,
+    key: jax.Array | None = None,
+    first_omega: float | None = None,
+    hidden_omega: float | None = None,
+    c: float | None = None,
     prior_scale: float | None = None,
     prior: Prior | None = None,
     centred_on_init: bool = False,
@@ -48,22 +49,27 @@ def BayesianSIREN(
     networks in Sitzmann's regime (unit-variance pre-activations through
     depth), whatever the width.
     Sites: `f"{name}/layers.{l}.weight"`, `.bias`, `f"{name}/readout.weight"`,
-    `.bias`.
+    `.bias`. A given (trained) `SIREN` is wrapped as it is, with the scales of
+    its own regime: `BayesianSIREN(siren, centred_on_init=True)` centres the
+    priors on its trained weights.
 
     Args:
-        in_features: the input width.
+        in_features: the input width; or an existing `SIREN` to wrap (then
+            pass no other size, `key`, frequency or `c`).
         hidden_features: the width of every sine layer.
         out_features: the output width.
         depth: the number of sine layers.
         key: the key for the initial weights.
-        first_omega: the frequency of the first layer.
-        hidden_omega: the frequency of the later layers.
-        c: the constant of the hidden bound.
+        first_omega: the frequency of the first layer (default 30.0).
+        hidden_omega: the frequency of the later layers (default 30.0).
+        c: the constant of the hidden bound (default 6.0).
         prior_scale: if given, one Normal scale for every leaf instead of the
             matched scales.
         prior: any prior accepted by `flowrox.bayesian`, instead of the
             matched Normals.
-        centred_on_init: centre the Normal priors on the initial weights.
+        centred_on_init: centre the Normal priors on the network's weights
+            (the initial ones of a new network, the trained ones of a given
+            one).
 
     Returns:
         The `SIREN`, with a random marker for every weight and bias.
@@ -78,15 +84,26 @@ def BayesianSIREN(
         >>> siren(jnp.zeros((5, 1))).shape
         (5, 1)
     """
-    siren = SIREN(
+    regime = {"first_omega": first_omega, "hidden_omega": hidden_omega, "c": c}
+    siren = _given_or_built(
+        "BayesianSIREN",
+        SIREN,
         in_features,
-        hidden_features,
-        out_features,
-        depth,
-        key=key,
-        first_omega=first_omega,
-        hidden_omega=hidden_omega,
-        c=c,
+        {
+            "hidden_features": hidden_features,
+            "out_features": out_features,
+            "depth": depth,
+        },
+        key,
+        regime,
+        lambda: SIREN(
+            in_features,
+            hidden_features,
+            out_features,
+            depth,
+            key=key,
+            **{name: value for name, value in regime.items() if value is not None},
+        ),
     )
     if prior is not None or prior_scale is not None:
         prior = _prior_for(
@@ -118,13 +135,13 @@ def _generators(nif: HyperSIREN) -> tuple:
 
 
 def BayesianHyperSIREN(
-    in_features: int,
-    hidden_features: int,
-    out_features: int,
-    depth: int,
-    cond_dim: int,
+    in_features: int | HyperSIREN,
+    hidden_features: int | None = None,
+    out_features: int | None = None,
+    depth: int | None = None,
+    cond_dim: int | None = None,
     *,
-    key: jax.Array,
+    key: jax.Array | None = None,
     prior_scale: float | None = None,
     prior: Prior | None = None,
     centred_on_init: bool = False,
@@ -146,8 +163,15 @@ def BayesianHyperSIREN(
     or register it with `flowrox.param_module`) unless `parameter_net_prior` is
     given.
 
+    A given (trained) `HyperSIREN`, such as the decoder of
+    `fit_function_prior`, is wrapped as it is: the default scales are the root
+    mean squares of its trained generator parts, and `centred_on_init=True`
+    centres the priors on its trained generators, so that the posterior can
+    move the generated SIREN away from the trained one where data ask for it.
+
     Args:
-        in_features: the input width.
+        in_features: the input width; or an existing `HyperSIREN` to wrap
+            (then pass no other size, `key` or options).
         hidden_features: the width of every sine layer.
         out_features: the output width.
         depth: the number of sine layers.
@@ -157,7 +181,9 @@ def BayesianHyperSIREN(
             instead of the init-matched scales.
         prior: any prior accepted by `flowrox.bayesian`, for the generator
             leaves, instead of the init-matched Normals.
-        centred_on_init: centre the Normal priors on the initial values.
+        centred_on_init: centre the Normal priors on the network's values
+            (the initial ones of a new network, the trained ones of a given
+            one).
         parameter_net_prior: if given, a prior for the parameter network too.
         **options: passed to `HyperSIREN` (`parameter_net`, `latent_dim`,
             `first_omega`, `hidden_omega`, `c`, `init_scale`, ...).
@@ -180,14 +206,27 @@ def BayesianHyperSIREN(
         nif/readout.generator.weight
         nif/readout.generator.bias
     """
-    nif = HyperSIREN(
+    nif = _given_or_built(
+        "BayesianHyperSIREN",
+        HyperSIREN,
         in_features,
-        hidden_features,
-        out_features,
-        depth,
-        cond_dim,
-        key=key,
-        **options,
+        {
+            "hidden_features": hidden_features,
+            "out_features": out_features,
+            "depth": depth,
+            "cond_dim": cond_dim,
+        },
+        key,
+        options,
+        lambda: HyperSIREN(
+            in_features,
+            hidden_features,
+            out_features,
+            depth,
+            cond_dim,
+            key=key,
+            **options,
+        ),
     )
     default = prior is None and prior_scale is None
     prior = _prior_for("BayesianHyperSIREN", prior, prior_scale, centred_on_init, None)
