@@ -84,7 +84,7 @@ def test_finite_values_and_gradients_far_outside_at_knots_and_bounds(name):
 
 def test_linear_tails_use_the_boundary_slopes():
     spline = _random(jax.random.key(1))
-    _, y_knots, slopes, _ = spline._features()
+    _, y_knots, slopes, _, _ = spline._features()
     x = jnp.array([-50.0, 40.0, -3.0, 10.0])
     y, _ = spline.forward_elementwise(x)
     np.testing.assert_allclose(
@@ -108,7 +108,7 @@ def test_circular_spline_is_periodic_with_a_continuous_derivative():
     )
     y = spline.transform(x)
     assert jnp.all((y >= -1.0) & (y < 3.0))
-    _, _, slopes, _ = spline._features()
+    _, _, slopes, _, _ = spline._features()
     np.testing.assert_allclose(slopes[:, 0], slopes[:, -1])
 
 
@@ -116,9 +116,13 @@ def test_learned_bounds_move_the_domain():
     spline = RationalQuadraticSpline(0.0, 1.0, 4, shape=(1,), learn_upper_bound=True)
     parameters = spline.identity_parameters().at[0, -1].set(jnp.log(2.0))
     stretched = spline.with_parameters(parameters)
-    x_knots, y_knots, _, _ = stretched._features()
+    x_knots, y_knots, _, bounds, _ = stretched._features()
     np.testing.assert_allclose([x_knots[0, 0], x_knots[0, -1]], [0.0, 2.0], rtol=1e-6)
     np.testing.assert_allclose([y_knots[0, 0], y_knots[0, -1]], [0.0, 2.0], rtol=1e-6)
+    # The tails start from these bounds: exactly the end knots.
+    ends = [x_knots[:, 0], x_knots[:, -1], y_knots[:, 0], y_knots[:, -1]]
+    for bound, end in zip(bounds, ends, strict=True):
+        np.testing.assert_array_equal(bound, end)
 
 
 def test_different_output_interval_maps_domain_onto_it():

@@ -90,6 +90,22 @@ def _take(flat, indices: tuple[int, ...]):
     return flat[np.asarray(indices)]
 
 
+def _parts(flat, untransformed: tuple[int, ...], transformed: tuple[int, ...]):
+    """`(kept, changed)`: the untransformed and the transformed elements."""
+    # Two contiguous blocks are one split: its gradient is one concatenation,
+    # where each of two slices would give a zero-padded full-size copy.
+    n_kept, n = len(untransformed), len(untransformed) + len(transformed)
+    if untransformed == tuple(range(n_kept)) and transformed == tuple(range(n_kept, n)):
+        return tuple(jnp.split(flat, [n_kept]))
+    n_changed = len(transformed)
+    if transformed == tuple(range(n_changed)) and untransformed == tuple(
+        range(n_changed, n)
+    ):
+        changed, kept = jnp.split(flat, [n_changed])
+        return kept, changed
+    return _take(flat, untransformed), _take(flat, transformed)
+
+
 def _merge(kept, changed, untransformed, transformed):
     """The flat event with `kept` at `untransformed` and `changed` at `transformed`."""
     n = len(untransformed) + len(transformed)
@@ -241,11 +257,10 @@ class Coupling(AbstractBijection):
         return network(features).reshape(len(self.transformed), -1)
 
     def _run(self, value, condition, inverse: bool):
-        flat = value.reshape(-1)
-        kept = _take(flat, self.untransformed)
+        kept, changing = _parts(value.reshape(-1), self.untransformed, self.transformed)
         offsets = self._offsets(kept, condition)
         changed, log_derivatives = apply_template(
-            self.transformer, offsets, _take(flat, self.transformed), inverse
+            self.transformer, offsets, changing, inverse
         )
         out = _merge(kept, changed, self.untransformed, self.transformed)
         return out.reshape(value.shape), jnp.sum(log_derivatives)

@@ -50,7 +50,8 @@ def _bin(value, knots, x_knots, y_knots, slopes):
 
 
 def _spline_forward(x, x_knots, y_knots, slopes):
-    """One feature: y and dy/dx inside [x_knots[0], x_knots[-1]]."""
+    """One feature: y and dy/dx inside [x_knots[0], x_knots[-1]], and the slopes
+    at the ends of the bin (at the bounds: the tails' slopes)."""
     x_k, width, y_k, height, d_k, d_k1 = _bin(x, x_knots, x_knots, y_knots, slopes)
     s = height / width
     theta = jnp.clip((x - x_k) / width, 0.0, 1.0)
@@ -59,11 +60,12 @@ def _spline_forward(x, x_knots, y_knots, slopes):
     denominator = s + (d_k1 + d_k - 2.0 * s) * mixed
     y = y_k + height * (s * theta**2 + d_k * mixed) / denominator
     numerator = s**2 * (d_k1 * theta**2 + 2.0 * s * mixed + d_k * one_minus**2)
-    return y, numerator / denominator**2
+    return y, numerator / denominator**2, d_k, d_k1
 
 
 def _spline_inverse(y, x_knots, y_knots, slopes):
-    """One feature: x and dy/dx (at x) inside [y_knots[0], y_knots[-1]]."""
+    """One feature: x and dy/dx (at x) inside [y_knots[0], y_knots[-1]], and the
+    slopes at the ends of the bin."""
     x_k, width, y_k, height, d_k, d_k1 = _bin(y, y_knots, x_knots, y_knots, slopes)
     s = height / width
     offset = y - y_k
@@ -79,7 +81,7 @@ def _spline_inverse(y, x_knots, y_knots, slopes):
     mixed = theta * one_minus
     numerator = s**2 * (d_k1 * theta**2 + 2.0 * s * mixed + d_k * one_minus**2)
     denominator = s + curvature * mixed
-    return x, numerator / denominator**2
+    return x, numerator / denominator**2, d_k, d_k1
 
 
 class RationalQuadraticSpline(AbstractElementwise):
@@ -271,29 +273,34 @@ class RationalQuadraticSpline(AbstractElementwise):
         return eqx.tree_at(lambda s: s.parameters, self, parameters)
 
     def _features(self):
-        """Per feature: x knots, y knots and slopes, each (n_features, K + 1)."""
+        """Per feature: x knots, y knots and slopes, each (n_features, K + 1), the
+        bounds `(x0, xf, y0, yf)` (the end knots) and the extra parameters."""
         n_bins = self.n_bins
         flat = self.parameters.reshape(-1, self.n_parameters_per_feature)
         bounds = [v.reshape(-1) for v in (self.x0, self.xf, self.y0, self.yf)]
         x0, xf, y0, yf = bounds
-        index = 2 * n_bins + self.n_slopes + int(self.circular)
+        # One split rather than a slice per group: the gradient of a split is
+        # one concatenation, that of each slice a zero-padded full-size copy
+        # (a tenth of a spline coupling layer's training step).
+        raw_widths, raw_heights, raw_slopes, extra = jnp.split(
+            flat, [n_bins, 2 * n_bins, 2 * n_bins + self.n_slopes], axis=1
+        )
         if self.learn_lower_bound or self.learn_upper_bound:
-            scale = jnp.exp(flat[:, index])
+            # A circular spline learns no bounds, so extra is [log-scale, shift].
+            scale = jnp.exp(extra[:, 0])
             if self.learn_lower_bound and self.learn_upper_bound:
-                shift = flat[:, index + 1]
+                shift = extra[:, 1]
                 x0, xf = x0 + shift, x0 + shift + (xf - x0) * scale
                 y0, yf = y0 + shift, y0 + shift + (yf - y0) * scale
             elif self.learn_lower_bound:
                 x0, y0 = xf - (xf - x0) * scale, yf - (yf - y0) * scale
             else:
                 xf, yf = x0 + (xf - x0) * scale, y0 + (yf - y0) * scale
-        widths = _bin_sizes(flat[:, :n_bins], self.min_bin_size)
-        heights = _bin_sizes(flat[:, n_bins : 2 * n_bins], self.min_bin_size)
+        widths = _bin_sizes(raw_widths, self.min_bin_size)
+        heights = _bin_sizes(raw_heights, self.min_bin_size)
         x_knots = _knots(widths, x0, xf)
         y_knots = _knots(heights, y0, yf)
-        raw = _positive_slopes(
-            flat[:, 2 * n_bins : 2 * n_bins + self.n_slopes], self.min_slope
-        )
+        raw = _positive_slopes(raw_slopes, self.min_slope)
         ones = jnp.ones((raw.shape[0], 1), raw.dtype)
         if self.circular:
             interior = raw[:, 1:] if not self.identity_boundary_slopes else raw
@@ -303,47 +310,49 @@ class RationalQuadraticSpline(AbstractElementwise):
             slopes = jnp.concatenate([ones, raw, ones], axis=1)
         else:
             slopes = raw
-        return x_knots, y_knots, slopes, flat
+        return x_knots, y_knots, slopes, (x0, xf, y0, yf), extra
 
-    def _shift(self, flat):
-        return flat[:, 2 * self.n_bins + self.n_slopes]
+    def _shift(self, extra):
+        # A circular spline's extra parameters are its shift alone.
+        return extra[:, 0]
 
     def forward_elementwise(self, x):
-        x_knots, y_knots, slopes, flat = self._features()
+        x_knots, y_knots, slopes, (lower, upper, y0, yf), extra = self._features()
         flat_x = x.reshape(-1)
-        lower, upper = x_knots[:, 0], x_knots[:, -1]
         if self.circular:
             period = upper - lower
-            flat_x = jnp.mod(flat_x - lower + self._shift(flat), period) + lower
+            flat_x = jnp.mod(flat_x - lower + self._shift(extra), period) + lower
         inside = (flat_x >= lower) & (flat_x <= upper)
         clipped = jnp.clip(flat_x, lower, upper)
-        y_in, slope_in = jax.vmap(_spline_forward)(clipped, x_knots, y_knots, slopes)
-        below = y_knots[:, 0] + slopes[:, 0] * (flat_x - lower)
-        above = y_knots[:, -1] + slopes[:, -1] * (flat_x - upper)
+        y_in, slope_in, d_k, d_k1 = jax.vmap(_spline_forward)(
+            clipped, x_knots, y_knots, slopes
+        )
+        # Outside, the clipped value sits in the first or the last bin, whose
+        # outer slope is the tail's: no slices of the knots (each would cost a
+        # zero-padded copy in the gradient).
+        below = y0 + d_k * (flat_x - lower)
+        above = yf + d_k1 * (flat_x - upper)
         y = jnp.where(inside, y_in, jnp.where(flat_x < lower, below, above))
-        tail_slope = jnp.where(flat_x < lower, slopes[:, 0], slopes[:, -1])
+        tail_slope = jnp.where(flat_x < lower, d_k, d_k1)
         # One logarithm per element.
         log_derivative = jnp.log(jnp.where(inside, slope_in, tail_slope))
         return y.reshape(x.shape), log_derivative.reshape(x.shape)
 
     def inverse_elementwise(self, y):
-        x_knots, y_knots, slopes, flat = self._features()
+        x_knots, y_knots, slopes, (x0, xf, lower, upper), extra = self._features()
         flat_y = y.reshape(-1)
-        lower, upper = y_knots[:, 0], y_knots[:, -1]
         if self.circular:
             flat_y = jnp.mod(flat_y - lower, upper - lower) + lower
         inside = (flat_y >= lower) & (flat_y <= upper)
         clipped = jnp.clip(flat_y, lower, upper)
-        x_in, slope_in = jax.vmap(_spline_inverse)(clipped, x_knots, y_knots, slopes)
-        below = x_knots[:, 0] + (flat_y - lower) / slopes[:, 0]
-        above = x_knots[:, -1] + (flat_y - upper) / slopes[:, -1]
+        x_in, slope_in, d_k, d_k1 = jax.vmap(_spline_inverse)(
+            clipped, x_knots, y_knots, slopes
+        )
+        below = x0 + (flat_y - lower) / d_k
+        above = xf + (flat_y - upper) / d_k1
         x = jnp.where(inside, x_in, jnp.where(flat_y < lower, below, above))
-        tail_slope = jnp.where(flat_y < lower, slopes[:, 0], slopes[:, -1])
+        tail_slope = jnp.where(flat_y < lower, d_k, d_k1)
         log_derivative = -jnp.log(jnp.where(inside, slope_in, tail_slope))
         if self.circular:
-            x_lower = x_knots[:, 0]
-            x = (
-                jnp.mod(x - x_lower - self._shift(flat), x_knots[:, -1] - x_lower)
-                + x_lower
-            )
+            x = jnp.mod(x - x0 - self._shift(extra), xf - x0) + x0
         return x.reshape(y.shape), log_derivative.reshape(y.shape)
