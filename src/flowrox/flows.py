@@ -120,7 +120,7 @@ def coupling_flow(
     Returns:
         A `Flow` with a standard normal base.
 
-    Example:
+    Examples:
         >>> import jax
         >>> from flowrox.flows import coupling_flow
         >>> flow = coupling_flow(jax.random.key(0), (2,), layers=4)
@@ -193,7 +193,7 @@ def spline_flow(
     Returns:
         A `Flow` with a standard normal base.
 
-    Example:
+    Examples:
         >>> import jax
         >>> import jax.numpy as jnp
         >>> from flowrox.flows import spline_flow
@@ -269,7 +269,7 @@ def masked_autoregressive_flow(
     Returns:
         A `Flow` with a standard normal base.
 
-    Example:
+    Examples:
         >>> import jax
         >>> from flowrox.flows import masked_autoregressive_flow
         >>> flow = masked_autoregressive_flow(jax.random.key(0), 4, layers=3)
@@ -338,7 +338,7 @@ def bnaf_flow(
     Returns:
         A `Flow` with a standard normal base.
 
-    Example:
+    Examples:
         >>> import jax
         >>> from flowrox.flows import bnaf_flow
         >>> flow = bnaf_flow(jax.random.key(0), 2, hidden=4)

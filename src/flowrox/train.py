@@ -24,7 +24,7 @@ def trainable_filter(module):
     with `flowrox.buffer()`, a Flow's base distribution and condition); integer
     arrays (permutations, masks of indices) are never trained.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> import numpyro.distributions as dist
         >>> from flowrox import Flow
@@ -80,7 +80,7 @@ def shard_batch(
     Returns:
         The array, placed on the mesh's devices.
 
-    Example:
+    Examples:
         >>> import jax
         >>> import jax.numpy as jnp
         >>> from flowrox.train import shard_batch
@@ -170,7 +170,7 @@ def fit_to_data(
         `(trained_flow, losses)`, `losses["train"]` and `losses["val"]` holding
         one mean loss per epoch.
 
-    Example:
+    Examples:
         >>> import jax
         >>> import jax.numpy as jnp
         >>> import numpyro.distributions as dist
@@ -343,7 +343,7 @@ def fit_to_density(
     Returns:
         `(trained_flow, losses)`: one loss per step.
 
-    Example:
+    Examples:
         >>> import jax
         >>> import jax.numpy as jnp
         >>> import numpyro.distributions as dist

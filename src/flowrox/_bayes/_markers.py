@@ -138,7 +138,7 @@ def bayesian(
     Returns:
         The module with random markers in place of the chosen leaves.
 
-    Example:
+    Examples:
         >>> import equinox as eqx
         >>> import jax
         >>> import numpyro.distributions as dist

@@ -23,7 +23,7 @@ def buffer(**field_kwargs: Any) -> Any:
     Args:
         **field_kwargs: passed on to `eqx.field` (e.g. `default=...`).
 
-    Example:
+    Examples:
         >>> import equinox as eqx
         >>> import jax
         >>> import jax.numpy as jnp

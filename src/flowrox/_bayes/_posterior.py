@@ -35,7 +35,7 @@ def init_to_module(
     Returns:
         An init strategy for `NUTS(model, init_strategy=...)` or autoguides.
 
-    Example:
+    Examples:
         >>> import equinox as eqx
         >>> import jax
         >>> import numpyro.distributions as dist
@@ -123,7 +123,7 @@ def posterior_modules(
     Returns:
         The module, each array leaf with a leading axis of `n_samples`.
 
-    Example:
+    Examples:
         >>> import equinox as eqx
         >>> import jax
         >>> import jax.numpy as jnp

@@ -13,7 +13,7 @@ from ._markers import AbstractPrior
 def normal(scale: float = 1.0, *, loc: float = 0.0) -> dist.Distribution:
     """An isotropic Normal prior, the same for every chosen leaf.
 
-    Example:
+    Examples:
         >>> from flowrox import priors
         >>> priors.normal(0.5).scale
         0.5
@@ -50,7 +50,7 @@ def init_matched(
     Returns:
         A callable `(path, leaf) -> Normal` for `flowrox.bayesian`.
 
-    Example:
+    Examples:
         >>> import equinox as eqx
         >>> import jax
         >>> import flowrox
@@ -84,7 +84,7 @@ class Horseshoe(AbstractPrior):
     Args:
         global_scale: $\tau_0$, the scale of the global half-Cauchy.
 
-    Example:
+    Examples:
         >>> import equinox as eqx
         >>> import jax
         >>> import flowrox

@@ -117,7 +117,7 @@ def sample_module(
     Returns:
         The module with every random marker replaced by its sampled value.
 
-    Example:
+    Examples:
         >>> import equinox as eqx
         >>> import jax
         >>> import numpyro
@@ -218,7 +218,7 @@ def param_module(
     Returns:
         The module holding the current values of the param sites.
 
-    Example:
+    Examples:
         >>> import jax
         >>> import jax.numpy as jnp
         >>> import numpyro

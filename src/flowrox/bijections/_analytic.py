@@ -140,7 +140,7 @@ class CubicConjugation(AbstractElementwise):
             slope $a$ to the $a^{1/3}$ regime around $|x - \mu| \approx 1/\sqrt{c}$.
         shape: the event shape (default: the broadcast shape of the parameters).
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from flowrox.bijections import CubicConjugation
         >>> bijection = CubicConjugation(slope=2.0, shift=0.5, curvature=1.0)
@@ -275,7 +275,7 @@ class SinhConjugation(AbstractElementwise):
         width: $w > 0$, the half-width of the affine region.
         shape: the event shape (default: the broadcast shape of the parameters).
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from flowrox.bijections import SinhConjugation
         >>> bijection = SinhConjugation(slope=3.0, shift=-0.2, width=0.5)
@@ -445,7 +445,7 @@ class CubicRational(AbstractElementwise):
         ratio: $r \in (0, 9)$, the central slope divided by the tail slope.
         shape: the event shape (default: the broadcast shape of the parameters).
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from flowrox.bijections import CubicRational
         >>> bijection = CubicRational(center=0.5, width=0.2, ratio=0.1)

@@ -62,7 +62,7 @@ class MaskedAutoregressive(AbstractBijection):
         activation: the MADE activation.
         zero_init: zero the MADE's last layer.
 
-    Example:
+    Examples:
         >>> import jax
         >>> import jax.numpy as jnp
         >>> from flowrox.bijections import Affine, MaskedAutoregressive

@@ -76,7 +76,7 @@ class AbstractBijection(eqx.Module):
     unconditional one raises `ValueError`. Integer inputs are promoted to the
     default float type. Batches go through `jax.vmap` (or `flowrox.Flow`).
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from flowrox.bijections import Affine
         >>> bijection = Affine(loc=jnp.ones(2), scale=2.0)

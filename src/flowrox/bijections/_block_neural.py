@@ -63,7 +63,7 @@ class BlockNeuralAutoregressive(AbstractBijection):
         depth: the number of hidden layers.
         cond_shape: the context shape, or None.
 
-    Example:
+    Examples:
         >>> import jax
         >>> import jax.numpy as jnp
         >>> from flowrox.bijections import BlockNeuralAutoregressive

@@ -35,7 +35,7 @@ class Chain(AbstractBijection):
     Args:
         bijections: the layers, all of one event shape.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from flowrox.bijections import Affine, Chain, Exp
         >>> chain = Chain([Affine(1.0, 2.0), Exp()])
@@ -95,7 +95,7 @@ class Invert(AbstractBijection):
     Args:
         bijection: the bijection to invert.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from flowrox.bijections import Exp, Invert
         >>> Invert(Exp()).transform(jnp.array(1.0)).item()  # log(1)

@@ -53,7 +53,7 @@ def coupling_mask(
     Returns:
         A numpy boolean array of shape `shape`.
 
-    Example:
+    Examples:
         >>> from flowrox.bijections import coupling_mask
         >>> coupling_mask((2, 3), "checkerboard").astype(int).tolist()
         [[0, 1, 0], [1, 0, 1]]
@@ -153,7 +153,7 @@ class Coupling(AbstractBijection):
         activation: the default conditioner's activation.
         zero_init: zero the conditioner's last linear layer.
 
-    Example:
+    Examples:
         >>> import jax
         >>> import jax.numpy as jnp
         >>> from flowrox.bijections import Coupling, RationalQuadraticSpline

@@ -70,7 +70,7 @@ class Affine(AbstractElementwise):
         scale: the positive scale.
         shape: the event shape (default: the broadcast shape of loc and scale).
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from flowrox.bijections import Affine
         >>> Affine(1.0, 2.0, shape=(3,)).transform(jnp.arange(3.0)).tolist()
@@ -114,7 +114,7 @@ class Shift(AbstractElementwise):
         shift: the shift; broadcasts to the event shape.
         shape: the event shape (default: the shape of shift).
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from flowrox.bijections import Shift
         >>> Shift(jnp.array([1.0, -1.0])).transform(jnp.zeros(2)).tolist()
@@ -143,7 +143,7 @@ class Scale(AbstractElementwise):
         scale: the positive scale; broadcasts to the event shape.
         shape: the event shape (default: the shape of scale).
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from flowrox.bijections import Scale
         >>> float(Scale(2.0, shape=(3,)).transform_and_log_det(jnp.ones(3))[1])
@@ -177,7 +177,7 @@ class Exp(AbstractElementwise):
     Args:
         shape: the event shape.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from flowrox.bijections import Exp
         >>> Exp((2,)).inverse(jnp.array([1.0, 1.0])).tolist()
@@ -204,7 +204,7 @@ class SoftPlus(AbstractElementwise):
     Args:
         shape: the event shape.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from flowrox.bijections import SoftPlus
         >>> round(float(SoftPlus().transform(jnp.array(0.0))), 6)
@@ -232,7 +232,7 @@ class Sigmoid(AbstractElementwise):
     Args:
         shape: the event shape.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from flowrox.bijections import Sigmoid
         >>> float(Sigmoid().transform(jnp.array(0.0)))
@@ -263,7 +263,7 @@ class Tanh(AbstractElementwise):
     Args:
         shape: the event shape.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from flowrox.bijections import Tanh
         >>> float(Tanh().transform_and_log_det(jnp.array(0.0))[1])
@@ -296,7 +296,7 @@ class Power(AbstractElementwise):
         exponent: the positive exponent; broadcasts to the event shape.
         shape: the event shape (default: the shape of exponent).
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from flowrox.bijections import Power
         >>> Power(2.0, shape=(2,)).transform(jnp.array([2.0, 3.0])).tolist()
@@ -344,7 +344,7 @@ class SinhArcsinh(AbstractElementwise):
         tailweight: $\tau > 0$; broadcasts to the event shape.
         shape: the event shape (default: the broadcast shape of the parameters).
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from flowrox.bijections import SinhArcsinh
         >>> bijection = SinhArcsinh(skewness=0.5, tailweight=2.0)
@@ -395,7 +395,7 @@ class Identity(AbstractElementwise):
     Args:
         shape: the event shape.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from flowrox.bijections import Identity
         >>> Identity((2,)).transform_and_log_det(jnp.ones(2))[1].item()

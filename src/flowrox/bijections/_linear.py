@@ -54,7 +54,7 @@ class TriangularAffine(AbstractBijection):
         log_diagonal: the log of the diagonal (default zeros).
         lower: lower (True) or upper triangular.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from flowrox.bijections import TriangularAffine
         >>> strict_lower = jnp.array([[0.0, 0.0], [2.0, 0.0]])
@@ -130,7 +130,7 @@ class LULinear(AbstractBijection):
         upper: a `(dim, dim)` matrix whose strict upper triangle is used.
         log_diagonal: the log of $U$'s diagonal.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from flowrox.bijections import LULinear
         >>> layer = LULinear(3, permutation=jnp.array([2, 0, 1]))
@@ -214,7 +214,7 @@ class Householder(AbstractBijection):
         n_reflections: the number of reflections $k$ (even, at least 2).
         vectors: the `(k, dim)` vectors, instead of `key` (nonzero rows).
 
-    Example:
+    Examples:
         >>> import jax
         >>> import jax.numpy as jnp
         >>> from flowrox.bijections import Householder

@@ -20,7 +20,7 @@ class Modulated(AbstractBijection):
             `num_features` is the event size and its `cond_dim` the condition
             size.
 
-    Example:
+    Examples:
         >>> import jax
         >>> import jax.numpy as jnp
         >>> from flowrox.bijections import Modulated

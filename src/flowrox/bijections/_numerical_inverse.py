@@ -179,7 +179,7 @@ class NumericalInverse(AbstractBijection):
         triangular: the wrapped bijection is lower triangular on a vector
             event instead of elementwise.
 
-    Example:
+    Examples:
         >>> import jax
         >>> import jax.numpy as jnp
         >>> from flowrox.bijections import SinhArcsinh

@@ -163,7 +163,7 @@ class RayTransform(AbstractBijection):
         dim: the dimension $d$ of the event, of shape `(dim,)`.
         center: the centre $c$, shape `(dim,)` or a scalar (default zeros).
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from flowrox.bijections import Affine
         >>> from flowrox.bijections import RayTransform
@@ -238,7 +238,7 @@ def angle_fourier_features(direction: ArrayLike, n_frequencies: int) -> jax.Arra
     Returns:
         An array of shape `(2 * n_frequencies,)`.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from flowrox.bijections import angle_fourier_features
         >>> features = angle_fourier_features(jnp.array([0.0, 1.0]), 2)
@@ -302,7 +302,7 @@ class RadialConditional(AbstractBijection):
         n_frequencies: feed the network angle Fourier features (2-D only).
         zero_init: zero the network's last linear layer.
 
-    Example:
+    Examples:
         >>> import equinox as eqx
         >>> import jax
         >>> import jax.numpy as jnp
@@ -472,7 +472,7 @@ class Planar(AbstractBijection):
         b: the bias (default 0).
         n_iterations: the number of root-finding steps of the inverse.
 
-    Example:
+    Examples:
         >>> import jax
         >>> import jax.numpy as jnp
         >>> from flowrox.bijections import Planar
@@ -637,7 +637,7 @@ class Radial(AbstractBijection):
         alpha: $\alpha > 0$ (default 1).
         beta: $\beta > -\alpha$ (default 0: the identity).
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from flowrox.bijections import Radial
         >>> layer = Radial(2, alpha=0.5, beta=-0.4)  # pulls points towards z0

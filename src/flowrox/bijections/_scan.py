@@ -44,7 +44,7 @@ class Scan(AbstractBijection):
     Args:
         bijection: one layer with stacked parameters.
 
-    Example:
+    Examples:
         >>> import equinox as eqx
         >>> import jax
         >>> import jax.numpy as jnp
@@ -109,7 +109,7 @@ class Vmap(AbstractBijection):
         bijection: the bijection for one slice (stacked, or shared).
         axis_size: the number of slices when the parameters are shared.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from flowrox.bijections import Affine, Vmap
         >>> bijection = Vmap(Affine(jnp.array([0.0, 1.0]), 2.0), axis_size=3)

@@ -130,7 +130,7 @@ class RationalQuadraticSpline(AbstractElementwise):
         min_bin_size: the smallest bin, as a fraction of the interval.
         min_slope: the smallest slope at a knot.
 
-    Example:
+    Examples:
         >>> import jax
         >>> import jax.numpy as jnp
         >>> from flowrox.bijections import RationalQuadraticSpline

@@ -23,7 +23,7 @@ class Permute(AbstractBijection):
     Args:
         permutation: integer array of the event shape.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from flowrox.bijections import Permute
         >>> permute = Permute(jnp.array([2, 0, 1]))
@@ -76,7 +76,7 @@ class Reverse(AbstractBijection):
     Args:
         shape: the event shape.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from flowrox.bijections import Reverse
         >>> Reverse((3,)).transform(jnp.array([1.0, 2.0, 3.0])).tolist()
@@ -111,7 +111,7 @@ class Reshape(AbstractBijection):
         cond_shape: the outer condition shape (default: the bijection's own);
             its size must equal the bijection's `cond_shape` size.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from flowrox.bijections import Permute, Reshape
         >>> bijection = Reshape(Permute(jnp.array([3, 2, 1, 0])), (2, 2))

@@ -111,7 +111,7 @@ class Flow(_KeyedDistribution):
             NUTS and autoguides transform it correctly.
         validate_args: NumPyro's argument validation flag.
 
-    Example:
+    Examples:
         >>> import jax
         >>> import jax.numpy as jnp
         >>> import numpyro.distributions as dist

@@ -32,7 +32,7 @@ class BijectionTransform(Transform):
         domain: the constraint on inputs (default: real arrays of the event shape).
         codomain: the constraint on outputs (default: as the domain).
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> import numpyro.distributions as dist
         >>> from flowrox import BijectionTransform

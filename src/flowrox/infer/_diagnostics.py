@@ -106,7 +106,7 @@ def importance_diagnostics(
     Returns:
         An `ImportanceDiagnostics`.
 
-    Example:
+    Examples:
         >>> import jax
         >>> import jax.numpy as jnp
         >>> import numpyro.distributions as dist

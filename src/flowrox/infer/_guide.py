@@ -72,7 +72,7 @@ class AutoFlowGuide(AutoContinuous):
         prefix: the prefix of the param sites.
         key: the key that builds the flow's initial weights.
 
-    Example:
+    Examples:
         >>> import jax
         >>> import numpyro
         >>> import numpyro.distributions as dist

@@ -134,7 +134,7 @@ class IndependentMetropolis(MCMCKernel):
         defensive_widen: how much wider (as a scale factor) the defensive
             component's base is than the flow's.
 
-    Example:
+    Examples:
         >>> import jax
         >>> import jax.numpy as jnp
         >>> import numpyro.distributions as dist
