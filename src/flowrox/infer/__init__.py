@@ -1,8 +1,9 @@
-"""Inference with flows: a flow guide for SVI (and NeuTra), an independence
-Metropolis kernel, and importance-sampling diagnostics."""
+"""Inference with flows: a flow guide for SVI (and NeuTra), a low-variance ELBO
+for it, an independence Metropolis kernel, and importance-sampling diagnostics."""
 
 from ._diagnostics import ImportanceDiagnostics as ImportanceDiagnostics
 from ._diagnostics import importance_diagnostics as importance_diagnostics
+from ._elbo import StickingTheLandingELBO as StickingTheLandingELBO
 from ._guide import AutoFlowGuide as AutoFlowGuide
 from ._imh import IMHState as IMHState
 from ._imh import IndependentMetropolis as IndependentMetropolis
@@ -12,5 +13,6 @@ __all__ = [
     "IMHState",
     "ImportanceDiagnostics",
     "IndependentMetropolis",
+    "StickingTheLandingELBO",
     "importance_diagnostics",
 ]

@@ -1,0 +1,89 @@
+"""StickingTheLandingELBO: the Trace_ELBO value, a zero gradient at the exact
+posterior, and flow guides that land on a conjugate posterior."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+import optax
+import pytest
+from numpyro.infer import SVI, Trace_ELBO
+from numpyro.infer.autoguide import AutoNormal
+
+from flowrox.flows import masked_autoregressive_flow
+from flowrox.infer import AutoFlowGuide, StickingTheLandingELBO
+from tests.infer.test_guide import NORMAL_MEAN, NORMAL_SD, normal_model
+
+
+def _exact_normal_guide_params():
+    # AutoNormal at the exact posterior N(sum y / 5, I / 5) of normal_model.
+    guide = AutoNormal(normal_model)
+    svi = SVI(normal_model, guide, optax.sgd(0.0), Trace_ELBO())
+    params = svi.get_params(svi.init(jax.random.key(0)))
+    params["z_auto_loc"] = NORMAL_MEAN
+    params["z_auto_scale"] = jnp.full(2, NORMAL_SD, jnp.float32)
+    return guide, params
+
+
+def test_same_loss_as_trace_elbo_and_zero_gradient_at_the_posterior():
+    guide, params = _exact_normal_guide_params()
+    key = jax.random.key(3)
+    ours = StickingTheLandingELBO(num_particles=4)
+    theirs = Trace_ELBO(num_particles=4)
+
+    @jax.jit
+    def both(params):
+        def value(elbo):
+            return jax.value_and_grad(lambda p: elbo.loss(key, p, normal_model, guide))(
+                params
+            )
+
+        return value(ours), value(theirs)
+
+    (loss, gradient), (trace_loss, trace_gradient) = both(params)
+    # The same number: the guide's density is only evaluated at fixed parameters.
+    np.testing.assert_allclose(loss, trace_loss, rtol=1e-6)
+    # At the exact posterior log p(z, y) - log q(z) is the constant log p(y), so
+    # the path gradient is zero for every draw; Trace_ELBO's score term is not.
+    for name in ("z_auto_loc", "z_auto_scale"):
+        np.testing.assert_allclose(gradient[name], 0.0, atol=1e-5)
+    assert float(jnp.abs(trace_gradient["z_auto_scale"]).max()) > 0.05
+
+
+def test_a_guide_that_cannot_be_reparameterised_is_refused():
+    def model():
+        numpyro.sample("k", dist.Poisson(3.0))
+
+    def guide():
+        numpyro.sample("k", dist.Poisson(2.0))
+
+    with pytest.raises(ValueError, match=r"reparameterised guide.*'k'.*Trace_ELBO"):
+        StickingTheLandingELBO().loss(jax.random.key(0), {}, model, guide)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "flow_fn",
+    [
+        None,
+        pytest.param(
+            lambda key, dim: masked_autoregressive_flow(
+                key, dim, layers=2, hidden=8, one_pass="forward"
+            ),
+            id="iaf",
+        ),
+    ],
+)
+def test_flow_guides_land_on_the_conjugate_posterior(flow_fn):
+    guide = AutoFlowGuide(normal_model, flow_fn, layers=2, hidden=16)
+    schedule = optax.cosine_decay_schedule(1e-2, 2000, 0.05)
+    svi = SVI(normal_model, guide, optax.adam(schedule), StickingTheLandingELBO(8))
+    result = svi.run(jax.random.key(0), 2000, progress_bar=False)
+    samples = guide.sample_posterior(
+        jax.random.key(1), result.params, sample_shape=(20_000,)
+    )["z"]
+    # Mean within 0.05 posterior sd (Monte-Carlo error 0.007 sd); with
+    # Trace_ELBO the same run ends 0.07 sd off (its test allows 0.1).
+    np.testing.assert_allclose(samples.mean(0), NORMAL_MEAN, atol=0.05 * NORMAL_SD)
+    np.testing.assert_allclose(samples.std(0), NORMAL_SD, rtol=0.05)
