@@ -11,9 +11,8 @@ import pytest
 from numpyro.infer import SVI, Trace_ELBO
 from numpyro.infer.autoguide import AutoNormal
 
-from flowrox.flows import masked_autoregressive_flow
 from flowrox.infer import AutoFlowGuide, StickingTheLandingELBO
-from tests.infer.test_guide import NORMAL_MEAN, NORMAL_SD, normal_model
+from tests.infer.test_guide import NORMAL_MEAN, NORMAL_SD, normal_model, small_iaf
 
 
 def _exact_normal_guide_params():
@@ -65,15 +64,7 @@ def test_a_guide_that_cannot_be_reparameterised_is_refused():
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "flow_fn",
-    [
-        None,
-        pytest.param(
-            lambda key, dim: masked_autoregressive_flow(
-                key, dim, layers=2, hidden=8, one_pass="forward"
-            ),
-            id="iaf",
-        ),
-    ],
+    [None, pytest.param(small_iaf, id="iaf")],
 )
 def test_flow_guides_land_on_the_conjugate_posterior(flow_fn):
     guide = AutoFlowGuide(normal_model, flow_fn, layers=2, hidden=16)
