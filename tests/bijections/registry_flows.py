@@ -65,6 +65,23 @@ def _coupling_conditional(key):
     return layer, _normal(x_key, (3,)), _normal(c_key, (2,))
 
 
+def _coupling_flipped(key):
+    # The transformed half leads the event: the other split order.
+    net_key, x_key = jax.random.split(key)
+    layer = Coupling(
+        Affine(),
+        mask="half",
+        flip=True,
+        shape=(5,),
+        key=net_key,
+        hidden=8,
+        depth=1,
+        activation=jnp.tanh,
+        zero_init=False,
+    )
+    return layer, _normal(x_key, (5,)), None
+
+
 def _maf_spline(key):
     net_key, x_key = jax.random.split(key)
     layer = MaskedAutoregressive(
@@ -144,6 +161,7 @@ FLOW_CASES = {
     "Coupling": _coupling_spline,
     "Coupling-checkerboard": _coupling_checkerboard,
     "Coupling-conditional": _coupling_conditional,
+    "Coupling-flipped": _coupling_flipped,
     "MaskedAutoregressive": _maf_spline,
     "MaskedAutoregressive-forward-conditional": _iaf_conditional,
     "TriangularAffine": _triangular_affine,

@@ -90,30 +90,32 @@ def _take(flat, indices: tuple[int, ...]):
     return flat[np.asarray(indices)]
 
 
+def _leads(indices: tuple[int, ...]) -> bool:
+    # The two parts are complementary: when one is the leading block of the
+    # flat event, the other is the trailing block.
+    return indices == tuple(range(len(indices)))
+
+
 def _parts(flat, untransformed: tuple[int, ...], transformed: tuple[int, ...]):
     """`(kept, changed)`: the untransformed and the transformed elements."""
     # Two contiguous blocks are one split: its gradient is one concatenation,
     # where each of two slices would give a zero-padded full-size copy.
-    n_kept, n = len(untransformed), len(untransformed) + len(transformed)
-    if untransformed == tuple(range(n_kept)) and transformed == tuple(range(n_kept, n)):
-        return tuple(jnp.split(flat, [n_kept]))
-    n_changed = len(transformed)
-    if transformed == tuple(range(n_changed)) and untransformed == tuple(
-        range(n_changed, n)
-    ):
-        changed, kept = jnp.split(flat, [n_changed])
+    if _leads(untransformed):
+        kept, changed = jnp.split(flat, [len(untransformed)])
+        return kept, changed
+    if _leads(transformed):
+        changed, kept = jnp.split(flat, [len(transformed)])
         return kept, changed
     return _take(flat, untransformed), _take(flat, transformed)
 
 
 def _merge(kept, changed, untransformed, transformed):
     """The flat event with `kept` at `untransformed` and `changed` at `transformed`."""
-    n = len(untransformed) + len(transformed)
-    if untransformed == tuple(range(len(untransformed))) and transformed == tuple(
-        range(len(untransformed), n)
-    ):
+    if _leads(untransformed):
         return jnp.concatenate([kept, changed])
-    flat = jnp.zeros((n,), jnp.result_type(kept, changed))
+    if _leads(transformed):
+        return jnp.concatenate([changed, kept])
+    flat = jnp.zeros((kept.size + changed.size,), jnp.result_type(kept, changed))
     flat = flat.at[np.asarray(untransformed)].set(kept)
     return flat.at[np.asarray(transformed)].set(changed)
 
