@@ -145,8 +145,14 @@ class MaskedAutoregressive(AbstractBijection):
     def _sequential(self, value, condition, inverse: bool):
         # After k passes the first k elements in the order are exact (each pass
         # reads only earlier elements); the last pass also gives the log-det.
-        def one_pass(_, out):
-            return self._apply(out, value, condition, inverse)[0]
+        # The later elements are kept at zero rather than at the pass's values
+        # for them: those come from unfinished inputs, can overflow, and an inf
+        # read through a masked weight (0 * inf) would turn every output NaN.
+        degrees = self.made.input_degrees
+
+        def one_pass(k, out):
+            new = self._apply(out, value, condition, inverse)[0]
+            return jnp.where(degrees <= k + 1, new, 0.0)
 
         out = jax.lax.fori_loop(0, self.shape[0] - 1, one_pass, jnp.zeros_like(value))
         return self._apply(out, value, condition, inverse)
