@@ -8,11 +8,11 @@ import numpyro
 import numpyro.distributions as dist
 import optax
 import pytest
-from numpyro.infer import MCMC, NUTS, SVI, Trace_ELBO
+from numpyro.infer import MCMC, NUTS, SVI
 from numpyro.infer.reparam import LocScaleReparam, NeuTraReparam
 
 from flowrox.flows import masked_autoregressive_flow
-from flowrox.infer import AutoFlowGuide
+from flowrox.infer import AutoFlowGuide, StickingTheLandingELBO
 
 Y = jnp.array([28.0, 8.0, -3.0, 7.0, -1.0, 1.0, 18.0, 12.0])
 SIGMA = jnp.array([15.0, 10.0, 16.0, 11.0, 9.0, 11.0, 10.0, 18.0])
@@ -56,27 +56,32 @@ def test_neutra_with_a_flow_guide_matches_the_non_centred_reference():
 
     guide = AutoFlowGuide(centred, flow_fn, init_scale=1.0)
     schedule = optax.cosine_decay_schedule(3e-3, 5000, 0.05)
-    svi = SVI(centred, guide, optax.adam(schedule), Trace_ELBO(num_particles=8))
+    # Sticking the landing: near the optimum its gradient noise vanishes, so
+    # the guide settles instead of jittering. (Trace_ELBO with these keys: 2
+    # divergences in the NeuTra chain below, 3 at target_accept_prob 0.95.)
+    svi = SVI(centred, guide, optax.adam(schedule), StickingTheLandingELBO(8))
     result = svi.run(jax.random.key(1), 5000, progress_bar=False)
 
     neutra = NeuTraReparam(guide, result.params)
     mcmc = MCMC(
-        NUTS(neutra.reparam(centred), target_accept_prob=0.95),
+        NUTS(neutra.reparam(centred), target_accept_prob=0.99),
         num_warmup=500,
         num_samples=4000,
         progress_bar=False,
     )
     mcmc.run(jax.random.key(2), extra_fields=("diverging",))
-    # Measured: 3 divergent transitions in 4000 (the flow is not yet exact in
-    # the funnel's neck, tau -> 0); plain NUTS on this model has hundreds.
+    # Measured: 1 divergent transition in 4000 (0 to 2 across SVI keys 0-2,
+    # those located in the funnel's neck, log tau < -1, which the flow still
+    # under-covers). Plain NUTS on this model has hundreds.
     divergences = int(mcmc.get_extra_fields()["diverging"].sum())
     print("divergences", divergences)
-    assert divergences <= 10
+    assert divergences <= 2
     got = _summary(neutra.transform_sample(mcmc.get_samples()["auto_shared_latent"]))
-    # Measured against the reference: mu 4.48 vs 4.39 (0.03 sd), log tau 0.93
-    # vs 0.77 (0.14 sd): the chain under-visits the neck. The bound for log tau
-    # is 0.2 sd until the flow captures the neck (the aim is 0.1 sd).
-    for name, bound in (("mu", 0.1), ("log_tau", 0.2)):
+    # Measured against the reference: mu 0.008 sd and log tau 0.086 sd off
+    # (0.03 to 0.10 sd across SVI keys): the chain under-visits the neck (its
+    # 1% quantile of log tau is about -2.2, the reference's -3.3). The aim is
+    # 0.1 sd; the bound for log tau is 0.15 sd until the flow covers the neck.
+    for name, bound in (("mu", 0.1), ("log_tau", 0.15)):
         sd = expected[name].std()
         print(name, got[name].mean(), expected[name].mean(), sd)
         assert abs(got[name].mean() - expected[name].mean()) < bound * sd, name
