@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
-from numpyro.handlers import replay, seed, substitute
+from numpyro.handlers import replay, seed, substitute, trace
 from numpyro.infer.elbo import ELBO
 from numpyro.infer.util import compute_log_probs
 
@@ -72,9 +72,11 @@ class StickingTheLandingELBO(ELBO):
 
         def particle(key):
             model_key, guide_key = jax.random.split(key)
-            _, guide_trace = compute_log_probs(
-                seed(guide, guide_key), args, kwargs, param_map
-            )
+            # Only the draws are needed here; the guide's log density comes
+            # below, at the fixed parameters.
+            guide_trace = trace(
+                substitute(seed(guide, guide_key), data=param_map)
+            ).get_trace(*args, **kwargs)
             draws = {}
             for name, site in guide_trace.items():
                 if site["type"] != "sample" or site["is_observed"]:
