@@ -70,10 +70,16 @@ def _spline_inverse(y, x_knots, y_knots, slopes):
     s = height / width
     offset = y - y_k
     curvature = d_k1 + d_k - 2.0 * s
-    a = height * (s - d_k) + offset * curvature
+    # theta solves a theta^2 + b theta + c = 0 with
+    # a = height * (s - d_k) + offset * curvature (needed only through b^2 - 4ac):
     b = height * d_k - offset * curvature
     c = -s * offset
-    discriminant = jnp.maximum(b**2 - 4.0 * a * c, 0.0)
+    # b^2 - 4ac, rearranged as a sum of two non-negative terms: the textbook
+    # difference cancels near the bin's top (where b^2 and 4ac agree to float32
+    # precision), can come out negative there, and sqrt's gradient at the clamp
+    # then multiplies inf by zero.
+    rest = height - offset
+    discriminant = (rest * d_k - offset * d_k1) ** 2 + 4.0 * s**2 * offset * rest
     # The root of a theta^2 + b theta + c = 0 in [0, 1], in its stable form.
     theta = jnp.clip(2.0 * c / (-b - jnp.sqrt(discriminant)), 0.0, 1.0)
     x = x_k + theta * width
