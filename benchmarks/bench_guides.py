@@ -373,8 +373,8 @@ def main(
     results = {}
     for name, target in targets.items():
         model, site = target["model"], target["site"]
-        target_particles = particles or target["particles"]
-        target_scale = init_scale or target["init_scale"]
+        target_particles = target["particles"] if particles is None else particles
+        target_scale = target["init_scale"] if init_scale is None else init_scale
         print(
             f"{name}: {target_particles} particles for every guide; AutoFlowGuide "
             f"init_scale {target_scale}"
