@@ -110,6 +110,20 @@ def test_inverse_gradients_are_finite_at_the_top_of_steep_bins():
     np.testing.assert_allclose(x, expected, atol=1e-5)
 
 
+@pytest.mark.parametrize("n_bins", [1, 2])
+def test_one_and_two_bins_round_trip_with_the_autodiff_log_det(n_bins):
+    template = RationalQuadraticSpline(-2.0, 2.0, n_bins, shape=(3,))
+    spline = template.with_parameters(
+        jax.random.normal(jax.random.key(2), template.identity_parameters().shape)
+    )
+    x = jnp.array([-2.5, 0.4, 1.7])
+    y, log_det = spline.transform_and_log_det(x)
+    np.testing.assert_allclose(spline.inverse(y), x, atol=1e-5)
+    jacobian = jax.jacobian(spline.transform)(x)
+    np.testing.assert_allclose(log_det, jnp.linalg.slogdet(jacobian)[1], atol=1e-5)
+    assert spline._features()[0].shape == (3, n_bins + 1)
+
+
 def test_linear_tails_use_the_boundary_slopes():
     spline = _random(jax.random.key(1))
     _, y_knots, slopes, _, _ = spline._features()
