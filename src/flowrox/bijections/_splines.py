@@ -29,11 +29,14 @@ def _knots(sizes, start, end):
     """Knots `(n_features, K + 1)` from bin sizes `(n_features, K)` summing to 1."""
     n_bins = sizes.shape[-1]
     # The interior knots are partial sums, added up column by column: on CPU
-    # these few slices and adds differentiate faster than a cumsum or a product
-    # with a constant triangular matrix.
-    columns = [sizes[:, :1]]
-    for j in range(1, n_bins - 1):
-        columns.append(columns[-1] + sizes[:, j : j + 1])
+    # these few adds differentiate faster than a cumsum or a product with a
+    # constant triangular matrix. The columns come from one split, whose
+    # gradient is one concatenation (a slice's would be a zero-padded copy of
+    # the whole array per column).
+    sizes = jnp.split(sizes, n_bins, axis=1)
+    columns = [sizes[0]]
+    for size in sizes[1:-1]:
+        columns.append(columns[-1] + size)
     partial_sums = jnp.concatenate(columns, axis=1)[:, : n_bins - 1]
     start, end = start[:, None], end[:, None]
     # The end knots are exactly the bounds, whatever the rounding of the sums.
