@@ -1,5 +1,6 @@
 """Monotone rational-quadratic splines (Durkan et al. 2019), with circular splines."""
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -45,7 +46,8 @@ def _knots(sizes, start, end):
 
 def _bin(value, knots, x_knots, y_knots, slopes):
     """One feature: the bin of `value` among `knots` (the x or the y knots) as
-    its left x knot, width, left y knot, height and end slopes."""
+    its left x knot, width, left y knot, height and the `slopes` entries (the
+    unconstrained slope parameters) at its ends."""
     k = jnp.clip(
         jnp.searchsorted(knots, value, side="right", method="compare_all") - 1,
         0,
@@ -60,13 +62,17 @@ def _bin(value, knots, x_knots, y_knots, slopes):
 # the spline elementwise. Each is a `jax.checkpoint`: a training step keeps
 # only their inputs for the backward pass and recomputes the rest inside its
 # fused gradient kernel, instead of storing some twenty intermediates per
-# element and layer.
+# element and layer. They take the end slopes unconstrained and apply the
+# softplus themselves.
 
 
-@jax.checkpoint
-def _forward_map(x, clipped, x0, xf, y0, yf, x_k, width, y_k, height, d_k, d_k1):
+@functools.partial(jax.checkpoint, static_argnums=0)
+def _forward_map(
+    min_slope, x, clipped, x0, xf, y0, yf, x_k, width, y_k, height, d_k, d_k1
+):
     """Elementwise: y and log dy/dx; the bin's rational-quadratic piece at
     `clipped` (x clipped into [x0, xf]), the linear tails outside."""
+    d_k, d_k1 = _positive_slopes(d_k, min_slope), _positive_slopes(d_k1, min_slope)
     s = height / width
     theta = jnp.clip((clipped - x_k) / width, 0.0, 1.0)
     one_minus = 1.0 - theta
@@ -86,10 +92,13 @@ def _forward_map(x, clipped, x0, xf, y0, yf, x_k, width, y_k, height, d_k, d_k1)
     return y, jnp.log(jnp.where(inside, slope_in, tail_slope))
 
 
-@jax.checkpoint
-def _inverse_map(y, clipped, x0, xf, y0, yf, x_k, width, y_k, height, d_k, d_k1):
+@functools.partial(jax.checkpoint, static_argnums=0)
+def _inverse_map(
+    min_slope, y, clipped, x0, xf, y0, yf, x_k, width, y_k, height, d_k, d_k1
+):
     """Elementwise: x and log dx/dy; the inverse of the bin's piece at
     `clipped` (y clipped into [y0, yf]), the linear tails outside."""
+    d_k, d_k1 = _positive_slopes(d_k, min_slope), _positive_slopes(d_k1, min_slope)
     s = height / width
     offset = clipped - y_k
     curvature = d_k1 + d_k - 2.0 * s
@@ -306,8 +315,13 @@ class RationalQuadraticSpline(AbstractElementwise):
         return eqx.tree_at(lambda s: s.parameters, self, parameters)
 
     def _features(self):
-        """Per feature: x knots, y knots and slopes, each (n_features, K + 1), the
-        bounds `(x0, xf, y0, yf)` (the end knots) and the extra parameters."""
+        """Per feature: x knots, y knots and the unconstrained slope parameters at
+        the knots, each (n_features, K + 1), the bounds `(x0, xf, y0, yf)` (the
+        end knots) and the extra parameters. The slopes are
+        `_positive_slopes(raw, min_slope)`; a fixed unit slope has raw value 0.
+        They stay unconstrained until an element's two are gathered: the
+        softplus then runs on two values per element, inside the checkpointed
+        map, rather than on every knot with its result kept for the gradient."""
         n_bins = self.n_bins
         flat = self.parameters.reshape(-1, self.n_parameters_per_feature)
         bounds = [v.reshape(-1) for v in (self.x0, self.xf, self.y0, self.yf)]
@@ -333,42 +347,44 @@ class RationalQuadraticSpline(AbstractElementwise):
         heights = _bin_sizes(raw_heights, self.min_bin_size)
         x_knots = _knots(widths, x0, xf)
         y_knots = _knots(heights, y0, yf)
-        raw = _positive_slopes(raw_slopes, self.min_slope)
-        ones = jnp.ones((raw.shape[0], 1), raw.dtype)
+        raw = raw_slopes
+        unit = jnp.zeros((raw.shape[0], 1), raw.dtype)  # softplus(0) / log 2 = 1
         if self.circular:
             interior = raw[:, 1:] if not self.identity_boundary_slopes else raw
-            first = ones if self.identity_boundary_slopes else raw[:, :1]
-            slopes = jnp.concatenate([first, interior, first], axis=1)
+            first = unit if self.identity_boundary_slopes else raw[:, :1]
+            raw = jnp.concatenate([first, interior, first], axis=1)
         elif self.identity_boundary_slopes:
-            slopes = jnp.concatenate([ones, raw, ones], axis=1)
-        else:
-            slopes = raw
-        return x_knots, y_knots, slopes, (x0, xf, y0, yf), extra
+            raw = jnp.concatenate([unit, raw, unit], axis=1)
+        return x_knots, y_knots, raw, (x0, xf, y0, yf), extra
 
     def _shift(self, extra):
         # A circular spline's extra parameters are its shift alone.
         return extra[:, 0]
 
     def forward_elementwise(self, x):
-        x_knots, y_knots, slopes, bounds, extra = self._features()
+        x_knots, y_knots, raw_slopes, bounds, extra = self._features()
         x0, xf = bounds[:2]
         flat_x = x.reshape(-1)
         if self.circular:
             flat_x = jnp.mod(flat_x - x0 + self._shift(extra), xf - x0) + x0
         clipped = jnp.clip(flat_x, x0, xf)
-        bins = jax.vmap(_bin)(clipped, x_knots, x_knots, y_knots, slopes)
-        y, log_derivative = _forward_map(flat_x, clipped, *bounds, *bins)
+        bins = jax.vmap(_bin)(clipped, x_knots, x_knots, y_knots, raw_slopes)
+        y, log_derivative = _forward_map(
+            self.min_slope, flat_x, clipped, *bounds, *bins
+        )
         return y.reshape(x.shape), log_derivative.reshape(x.shape)
 
     def inverse_elementwise(self, y):
-        x_knots, y_knots, slopes, bounds, extra = self._features()
+        x_knots, y_knots, raw_slopes, bounds, extra = self._features()
         x0, xf, y0, yf = bounds
         flat_y = y.reshape(-1)
         if self.circular:
             flat_y = jnp.mod(flat_y - y0, yf - y0) + y0
         clipped = jnp.clip(flat_y, y0, yf)
-        bins = jax.vmap(_bin)(clipped, y_knots, x_knots, y_knots, slopes)
-        x, log_derivative = _inverse_map(flat_y, clipped, *bounds, *bins)
+        bins = jax.vmap(_bin)(clipped, y_knots, x_knots, y_knots, raw_slopes)
+        x, log_derivative = _inverse_map(
+            self.min_slope, flat_y, clipped, *bounds, *bins
+        )
         if self.circular:
             x = jnp.mod(x - x0 - self._shift(extra), xf - x0) + x0
         return x.reshape(y.shape), log_derivative.reshape(y.shape)
