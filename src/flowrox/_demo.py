@@ -257,10 +257,10 @@ def _neutra_funnel(*, seed: int) -> dict:
 
     guide = AutoFlowGuide(_funnel, iaf, init_scale=1.0)
     # Sticking the landing (see docs/inference.md) with a decaying step. On
-    # Trace_ELBO at a constant 3e-3, with seed 1 and XLA's
-    # older CPU fusion backend, this guide's loss turned infinite at step 2868:
-    # by then some of its draws overflowed (y up to 1e26 and inf; the affine
-    # layers' scales compound). Here, seeds 0-3: KL 0.07-0.12, ESS 0.42-0.57.
+    # Trace_ELBO at a constant 3e-3, with seed 1 and XLA's older CPU fusion
+    # backend, this guide's loss turned infinite at step 2868: by then some of
+    # its draws overflowed (y up to 1e26 and inf; the affine layers' scales
+    # compound). Here, seeds 0-3: KL 0.07-0.12, ESS 0.42-0.57.
     schedule = optax.cosine_decay_schedule(3e-3, 3000, 0.05)
     elbo = StickingTheLandingELBO(num_particles=4)
     svi = SVI(_funnel, guide, optax.adam(schedule), elbo)

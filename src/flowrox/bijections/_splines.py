@@ -347,15 +347,16 @@ class RationalQuadraticSpline(AbstractElementwise):
         heights = _bin_sizes(raw_heights, self.min_bin_size)
         x_knots = _knots(widths, x0, xf)
         y_knots = _knots(heights, y0, yf)
-        raw = raw_slopes
-        unit = jnp.zeros((raw.shape[0], 1), raw.dtype)  # softplus(0) / log 2 = 1
+        # softplus(0) / log 2 = 1: a fixed unit slope has raw value 0.
+        unit = jnp.zeros((raw_slopes.shape[0], 1), raw_slopes.dtype)
         if self.circular:
-            interior = raw[:, 1:] if not self.identity_boundary_slopes else raw
-            first = unit if self.identity_boundary_slopes else raw[:, :1]
-            raw = jnp.concatenate([first, interior, first], axis=1)
+            first = unit if self.identity_boundary_slopes else raw_slopes[:, :1]
+            if not self.identity_boundary_slopes:
+                raw_slopes = raw_slopes[:, 1:]
+            raw_slopes = jnp.concatenate([first, raw_slopes, first], axis=1)
         elif self.identity_boundary_slopes:
-            raw = jnp.concatenate([unit, raw, unit], axis=1)
-        return x_knots, y_knots, raw, (x0, xf, y0, yf), extra
+            raw_slopes = jnp.concatenate([unit, raw_slopes, unit], axis=1)
+        return x_knots, y_knots, raw_slopes, (x0, xf, y0, yf), extra
 
     def _shift(self, extra):
         # A circular spline's extra parameters are its shift alone.
