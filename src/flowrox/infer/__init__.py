@@ -3,6 +3,7 @@ for it, an independence Metropolis kernel, and importance-sampling diagnostics."
 
 from ._diagnostics import ImportanceDiagnostics as ImportanceDiagnostics
 from ._diagnostics import importance_diagnostics as importance_diagnostics
+from ._elbo import ForwardKL as ForwardKL
 from ._elbo import StickingTheLandingELBO as StickingTheLandingELBO
 from ._guide import AutoFlowGuide as AutoFlowGuide
 from ._imh import IMHState as IMHState
@@ -10,6 +11,7 @@ from ._imh import IndependentMetropolis as IndependentMetropolis
 
 __all__ = [
     "AutoFlowGuide",
+    "ForwardKL",
     "IMHState",
     "ImportanceDiagnostics",
     "IndependentMetropolis",
