@@ -1,5 +1,5 @@
-"""Eight schools, centred: AutoFlowGuide then NeuTra NUTS against a long
-non-centred NUTS reference."""
+"""Eight schools, centred: AutoFlowGuide (reverse KL, then forward KL) then
+NeuTra NUTS against a long non-centred NUTS reference."""
 
 import jax
 import jax.numpy as jnp
@@ -12,7 +12,7 @@ from numpyro.infer import MCMC, NUTS, SVI
 from numpyro.infer.reparam import LocScaleReparam, NeuTraReparam
 
 from flowrox.flows import masked_autoregressive_flow
-from flowrox.infer import AutoFlowGuide, StickingTheLandingELBO
+from flowrox.infer import AutoFlowGuide, ForwardKL, StickingTheLandingELBO
 
 Y = jnp.array([28.0, 8.0, -3.0, 7.0, -1.0, 1.0, 18.0, 12.0])
 SIGMA = jnp.array([15.0, 10.0, 16.0, 11.0, 9.0, 11.0, 10.0, 18.0])
@@ -57,10 +57,20 @@ def test_neutra_with_a_flow_guide_matches_the_non_centred_reference():
     guide = AutoFlowGuide(centred, flow_fn, init_scale=1.0)
     schedule = optax.cosine_decay_schedule(3e-3, 5000, 0.05)
     # Sticking the landing: near the optimum its gradient noise vanishes, so
-    # the guide settles instead of jittering. (Trace_ELBO with these keys: 2
-    # divergences in the NeuTra chain below, 3 at target_accept_prob 0.95.)
+    # the guide settles instead of jittering.
     svi = SVI(centred, guide, optax.adam(schedule), StickingTheLandingELBO(8))
     result = svi.run(jax.random.key(1), 5000, progress_bar=False)
+    # Reverse KL leaves the guide short of the funnel's neck (its 1% quantile
+    # of log tau -1.39 against the posterior's -3.32; importance ESS 0.01),
+    # where NeuTra's chain then rarely goes and diverges when it does. The
+    # forward KL refines it towards covering the neck (1% quantile -2.26,
+    # ESS 0.90). With 128 particles instead of 256, one run in twelve stuck in
+    # the neck.
+    schedule = optax.cosine_decay_schedule(3e-3, 5000, 0.05)
+    svi = SVI(centred, guide, optax.adam(schedule), ForwardKL(256))
+    result = svi.run(
+        jax.random.key(101), 5000, progress_bar=False, init_params=result.params
+    )
 
     neutra = NeuTraReparam(guide, result.params)
     mcmc = MCMC(
@@ -70,21 +80,19 @@ def test_neutra_with_a_flow_guide_matches_the_non_centred_reference():
         progress_bar=False,
     )
     mcmc.run(jax.random.key(2), extra_fields=("diverging",))
-    # Measured: 0 divergent transitions in 4000 with these keys, and 0 for
-    # each of SVI keys 0-5 in one session; 1 here, and 0 to 2 for keys 0-2, in
-    # an earlier one on another machine; with 64 particles, 3 for one key of
-    # four. Those located sat in the funnel's neck, log tau < -1, which the
-    # flow under-covers. Plain NUTS on this model has hundreds.
+    # Measured over SVI keys 0-5 and NUTS keys 2 and 3: no divergent
+    # transitions in 11 of the 12 runs and 1 in the twelfth (with the
+    # reverse-KL guide alone, 13 in one of them). Plain NUTS on this model has
+    # hundreds.
     divergences = int(mcmc.get_extra_fields()["diverging"].sum())
     print("divergences", divergences)
-    assert divergences <= 2
+    assert divergences == 0
     got = _summary(neutra.transform_sample(mcmc.get_samples()["auto_shared_latent"]))
-    # Measured against the reference: mu 0.02 sd and log tau 0.03 sd off
-    # (log tau 0.03 to 0.14 sd across SVI keys 0-5): the chain under-visits the
-    # neck (its 1% quantile of log tau is -1.9 to -3.0, the reference's -3.3).
-    # The aim is 0.1 sd; the bound for log tau is 0.15 sd until the flow covers
-    # the neck.
-    for name, bound in (("mu", 0.1), ("log_tau", 0.15)):
+    # Measured against the reference over the same 12 runs: mu within 0.034 sd
+    # and log tau within 0.089 sd (the reverse-KL guide alone: up to 0.106);
+    # with these keys 0.001 and 0.052. The chain still under-visits the neck a
+    # little: its 1% quantile of log tau is -2.2 to -3.2.
+    for name in ("mu", "log_tau"):
         sd = expected[name].std()
         print(name, got[name].mean(), expected[name].mean(), sd)
-        assert abs(got[name].mean() - expected[name].mean()) < bound * sd, name
+        assert abs(got[name].mean() - expected[name].mean()) < 0.1 * sd, name
