@@ -1,5 +1,6 @@
 """Inference with flows: a flow guide for SVI (and NeuTra), a low-variance ELBO
-for it, an independence Metropolis kernel, and importance-sampling diagnostics."""
+for it and a mass-covering forward-KL loss to refine it, an independence
+Metropolis kernel, and importance-sampling diagnostics."""
 
 from ._diagnostics import ImportanceDiagnostics as ImportanceDiagnostics
 from ._diagnostics import importance_diagnostics as importance_diagnostics
