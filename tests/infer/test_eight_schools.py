@@ -66,7 +66,6 @@ def test_neutra_with_a_flow_guide_matches_the_non_centred_reference():
     # forward KL refines it towards covering the neck (1% quantile -2.26,
     # ESS 0.90). With 128 particles instead of 256, one run in twelve stuck in
     # the neck.
-    schedule = optax.cosine_decay_schedule(3e-3, 5000, 0.05)
     svi = SVI(centred, guide, optax.adam(schedule), ForwardKL(256))
     result = svi.run(
         jax.random.key(101), 5000, progress_bar=False, init_params=result.params

@@ -89,7 +89,7 @@ def test_flow_guides_land_on_the_conjugate_posterior(flow_fn):
 
 
 def _correlated_gaussian():
-    # a ~ N(0, 1), b | a ~ N(0.9 a, 1 - 0.81): a standard bivariate normal with
+    # a ~ N(0, 1), b | a ~ N(0.9 a, sd sqrt(1 - 0.81)): a standard bivariate normal with
     # correlation 0.9 and log Z = 0 (nothing is observed).
     a = numpyro.sample("a", dist.Normal(0.0, 1.0))
     numpyro.sample("b", dist.Normal(0.9 * a, np.sqrt(1 - 0.9**2)))
@@ -106,6 +106,26 @@ def test_forward_kl_value_is_the_importance_weighted_bound():
         for column in DATA.T
     )
     np.testing.assert_allclose(loss, -evidence, rtol=1e-5)
+
+
+def test_forward_kl_gives_the_model_parameters_the_evidence_gradient():
+    # z ~ N(theta, 1), y ~ N(z, 1) with y = 2: log p(y) = log N(2; theta, 2), so
+    # d(-log p(y))/d theta = -(2 - theta) / 2 = -1 at theta = 0. The guide is
+    # the exact posterior there, N(1, 1/2): the weights are equal and the
+    # estimate is -mean(z_k - theta), Monte-Carlo sd 0.71 / sqrt(K) = 0.005.
+    def model():
+        theta = numpyro.param("theta", 0.0)
+        z = numpyro.sample("z", dist.Normal(theta, 1.0))
+        numpyro.sample("y", dist.Normal(z, 1.0), obs=2.0)
+
+    def guide():
+        numpyro.sample("z", dist.Normal(1.0, np.sqrt(0.5)))
+
+    def loss(params):
+        return ForwardKL(20_000).loss(jax.random.key(0), params, model, guide)
+
+    gradient = jax.grad(loss)({"theta": jnp.array(0.0)})["theta"]
+    np.testing.assert_allclose(gradient, -1.0, atol=0.02)
 
 
 def test_forward_kl_needs_two_particles():
