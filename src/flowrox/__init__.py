@@ -11,12 +11,13 @@ from . import priors as priors
 from . import train as train
 from ._bayes import RandomLeaf as RandomLeaf
 from ._bayes import bayesian as bayesian
-from ._bayes import buffer as buffer
 from ._bayes import deterministic as deterministic
 from ._bayes import init_to_module as init_to_module
 from ._bayes import param_module as param_module
 from ._bayes import posterior_modules as posterior_modules
 from ._bayes import sample_module as sample_module
+from ._tree import buffer as buffer
+from ._tree import stacked as stacked
 from .distributions import BijectionTransform as BijectionTransform
 from .distributions import Flow as Flow
 
@@ -42,5 +43,6 @@ __all__ = [
     "posterior_modules",
     "priors",
     "sample_module",
+    "stacked",
     "train",
 ]

@@ -2,10 +2,10 @@
 
 import argparse
 
+from ._demo import run_demo
+
 
 def _demo(arguments) -> int:
-    from ._demo import run_demo
-
     run_demo(num_samples=arguments.samples, seed=arguments.seed, image=arguments.image)
     return 0
 

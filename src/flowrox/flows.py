@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpyro.distributions as dist
 
+from ._numerics import check_one_pass
 from .bijections import (
     AbstractBijection,
     Affine,
@@ -30,7 +31,6 @@ from .bijections import (
     RationalQuadraticSpline,
     Scan,
 )
-from .bijections._conditioned import check_one_pass
 from .distributions import Flow
 
 __all__ = [

@@ -5,12 +5,12 @@ A prior is a NumPyro distribution (expanded to each leaf), a callable
 such as `Horseshoe`.
 """
 
-from ._bayes._markers import AbstractPrior as AbstractPrior
-from ._bayes._priors import Horseshoe as Horseshoe
-from ._bayes._priors import init_matched as init_matched
-from ._bayes._priors import laplace as laplace
-from ._bayes._priors import normal as normal
-from ._bayes._priors import student_t as student_t
+from ._bayes import AbstractPrior as AbstractPrior
+from ._bayes import Horseshoe as Horseshoe
+from ._bayes import init_matched as init_matched
+from ._bayes import laplace as laplace
+from ._bayes import normal as normal
+from ._bayes import student_t as student_t
 
 __all__ = [
     "AbstractPrior",

@@ -11,7 +11,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
-from ._bayes._paths import trainable_leaves
+from ._tree import trainable_leaves
 from .distributions import Flow
 
 __all__ = ["fit_to_data", "fit_to_density", "shard_batch", "trainable_filter"]

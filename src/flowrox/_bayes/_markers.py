@@ -9,13 +9,14 @@ import jax
 import numpy as np
 from numpyro.distributions import Distribution
 
-from ._paths import (
+from .._tree import (
+    AbstractMarker,
     LeafInfo,
     PyTree,
-    _is_marker,
     leaves_with_info,
     replace_leaves,
 )
+from .._tree import is_marker as _is_marker
 
 
 class AbstractPrior(eqx.Module):
@@ -37,7 +38,7 @@ class AbstractPrior(eqx.Module):
         """
 
 
-class RandomLeaf(eqx.Module):
+class RandomLeaf(AbstractMarker):
     """A leaf declared random: its prior, and the value it had (its init).
 
     `bayesian` puts these in place of the chosen leaves; `sample_module` replaces

@@ -8,8 +8,8 @@ import jax
 import jax.numpy as jnp
 from numpyro.infer.initialization import init_to_median
 
+from .._tree import PyTree, leaves_with_info, replace_leaves
 from ._markers import _is_marker, random_leaves
-from ._paths import PyTree, leaves_with_info, replace_leaves
 from ._sample import INFER_NAME, INFER_PATH
 
 

@@ -10,8 +10,14 @@ import jax
 import numpyro
 from numpyro.distributions import constraints
 
-from ._markers import AbstractPrior, RandomLeaf, _is_marker, random_leaves
-from ._paths import LeafInfo, PyTree, leaves_with_info, render_path, replace_leaves
+from .._tree import LeafInfo, PyTree, leaves_with_info, render_path, replace_leaves
+from ._markers import (
+    AbstractPrior,
+    RandomLeaf,
+    _is_marker,
+    _selected_prefixes,
+    random_leaves,
+)
 
 INFER_NAME = "flowrox_name"
 INFER_PATH = "flowrox_path"
@@ -232,8 +238,6 @@ def param_module(
         >>> print(*[site for site in trace if site.startswith("q/")])
         q/bijection.loc q/bijection.log_scale
     """
-    from ._markers import _selected_prefixes
-
     prefixes = None if where is None else _selected_prefixes(module, where)
     values = {}
     for info, leaf in leaves_with_info(module):

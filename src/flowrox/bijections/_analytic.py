@@ -18,8 +18,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from ._elementwise import AbstractElementwise, _log_cosh
-from ._parameters import as_float_array, event_shape_of, log_of_positive
+from .._numerics import as_float_array, log_cosh
+from ._elementwise import AbstractElementwise
+from ._parameters import event_shape_of, log_of_positive
 
 # Above this |v| the root of the CubicRational cubic is v to working precision
 # (the first correction is (r - 1) / v), and v**4 would risk overflow.
@@ -362,8 +363,8 @@ class SinhConjugation(AbstractElementwise):
         width = self.width
         return (
             self.log_slope
-            + _log_cosh((x - self.center) / width)
-            - _log_cosh((y - self.center) / width)
+            + log_cosh((x - self.center) / width)
+            - log_cosh((y - self.center) / width)
         )
 
     def forward_elementwise(self, x):

@@ -19,11 +19,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..nn._made import MADE
+from .._numerics import check_one_pass
+from ..nn import MADE
 from ._base import AbstractBijection
 from ._conditioned import (
     apply_template,
-    check_one_pass,
     check_template,
     split_network,
     template_size,

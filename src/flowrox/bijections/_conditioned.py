@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
-from .._bayes._paths import trainable_leaves
+from .._tree import trainable_leaves
 from ._base import AbstractBijection
 from ._elementwise import AbstractElementwise
 
@@ -152,13 +152,3 @@ def split_network(network):
     arrays only, so plain `jax.jit` accepts it.
     """
     return eqx.partition(network, eqx.is_array)
-
-
-def check_one_pass(owner: str, one_pass: str) -> str:
-    """`one_pass` names the direction that is one network pass."""
-    if one_pass not in ("inverse", "forward"):
-        raise ValueError(
-            f"{owner}: one_pass must be 'inverse' (fast density) or 'forward' "
-            f"(fast sampling); got {one_pass!r}."
-        )
-    return one_pass

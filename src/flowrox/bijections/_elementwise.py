@@ -9,19 +9,13 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
+from .._numerics import as_float_array, log_cosh
 from ._base import AbstractBijection
 from ._parameters import (
-    as_float_array,
     check_domain,
     event_shape_of,
     log_of_positive,
 )
-
-
-def _log_cosh(z):
-    # log cosh z = |z| + log1p(exp(-2|z|)) - log 2, finite for any finite z.
-    abs_z = jnp.abs(z)
-    return abs_z + jnp.log1p(jnp.exp(-2.0 * abs_z)) - jnp.log(2.0)
 
 
 def _static_shape(shape) -> tuple[int, ...]:
@@ -377,7 +371,7 @@ class SinhArcsinh(AbstractElementwise):
 
     def _log_derivative(self, x, z):
         # dy/dx = tau cosh(z) / sqrt(1 + x^2), z = tau (arcsinh x + eps).
-        return self.log_tailweight + _log_cosh(z) - 0.5 * jnp.log1p(x**2)
+        return self.log_tailweight + log_cosh(z) - 0.5 * jnp.log1p(x**2)
 
     def forward_elementwise(self, x):
         z = self.tailweight * (jnp.arcsinh(x) + self.skewness)

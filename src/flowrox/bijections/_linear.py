@@ -8,15 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
+from .._numerics import as_float_array, vector_parameter, vector_size
 from ._base import AbstractBijection
-from ._parameters import as_float_array
-
-
-def _vector_shape(owner: str, dim: int) -> tuple[int]:
-    dim = int(dim)
-    if dim < 1:
-        raise ValueError(f"{owner}: dim must be at least 1; got {dim}.")
-    return (dim,)
 
 
 def _matrix(owner: str, name: str, value, dim: int, default) -> jax.Array:
@@ -24,17 +17,6 @@ def _matrix(owner: str, name: str, value, dim: int, default) -> jax.Array:
     if value.shape != (dim, dim):
         raise ValueError(
             f"{owner} expected {name} of shape ({dim}, {dim}), got {value.shape}."
-        )
-    return value
-
-
-def _vector(owner: str, name: str, value, dim: int) -> jax.Array:
-    value = jnp.zeros(dim) if value is None else as_float_array(value)
-    if value.ndim == 0:
-        value = jnp.broadcast_to(value, (dim,))
-    if value.shape != (dim,):
-        raise ValueError(
-            f"{owner} expected {name} of shape ({dim},), got {value.shape}."
         )
     return value
 
@@ -80,13 +62,13 @@ class TriangularAffine(AbstractBijection):
         lower: bool = True,
     ):
         owner = "TriangularAffine"
-        self.shape = _vector_shape(owner, dim)
+        self.shape = (vector_size(owner, dim),)
         dim = self.shape[0]
-        self.loc = _vector(owner, "loc", loc, dim)
+        self.loc = vector_parameter(owner, "loc", loc, dim)
         self.off_diagonal = _matrix(
             owner, "off_diagonal", off_diagonal, dim, jnp.zeros((dim, dim))
         )
-        self.log_diagonal = _vector(owner, "log_diagonal", log_diagonal, dim)
+        self.log_diagonal = vector_parameter(owner, "log_diagonal", log_diagonal, dim)
         self.lower = bool(lower)
 
     @property
@@ -157,13 +139,13 @@ class LULinear(AbstractBijection):
         log_diagonal: ArrayLike | None = None,
     ):
         owner = "LULinear"
-        self.shape = _vector_shape(owner, dim)
+        self.shape = (vector_size(owner, dim),)
         dim = self.shape[0]
         zeros = jnp.zeros((dim, dim))
-        self.loc = _vector(owner, "loc", loc, dim)
+        self.loc = vector_parameter(owner, "loc", loc, dim)
         self.lower = _matrix(owner, "lower", lower, dim, zeros)
         self.upper = _matrix(owner, "upper", upper, dim, zeros)
-        self.log_diagonal = _vector(owner, "log_diagonal", log_diagonal, dim)
+        self.log_diagonal = vector_parameter(owner, "log_diagonal", log_diagonal, dim)
         if permutation is None:
             permutation = np.arange(dim)
         if not isinstance(permutation, jax.core.Tracer):
@@ -236,7 +218,7 @@ class Householder(AbstractBijection):
         n_reflections: int = 2,
         vectors: ArrayLike | None = None,
     ):
-        self.shape = _vector_shape("Householder", dim)
+        self.shape = (vector_size("Householder", dim),)
         dim = self.shape[0]
         if vectors is None:
             n_reflections = int(n_reflections)

@@ -2,7 +2,7 @@ r"""`Modulated`: a FiLM layer in "exp" mode as a conditional elementwise bijecti
 
 import equinox as eqx
 
-from ..nn._conditioners import AffineModulation
+from ..nn import AffineModulation
 from ._base import AbstractBijection
 
 

@@ -5,14 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-
-def as_float_array(value) -> jax.Array:
-    """Converts a parameter to a floating array (ints become the default float)."""
-    value = jnp.asarray(value)
-    if jnp.issubdtype(value.dtype, jnp.inexact):
-        # An explicit dtype drops the weak type of Python scalars.
-        return jnp.asarray(value, dtype=value.dtype)
-    return jnp.asarray(value, dtype=jnp.result_type(float))
+from .._numerics import as_float_array
 
 
 def event_shape_of(owner: str, shape, *parameters: jax.Array) -> tuple[int, ...]:

@@ -34,6 +34,13 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
+from .._numerics import (
+    as_float_array,
+    log_softplus,
+    softplus_inverse,
+    vector_parameter,
+    vector_size,
+)
 from ._base import AbstractBijection
 from ._conditioned import (
     check_network,
@@ -43,7 +50,7 @@ from ._conditioned import (
     template_size,
     zero_last_linear,
 )
-from ._parameters import as_float_array, log_of_positive
+from ._parameters import log_of_positive
 
 # ---------------------------------------------------------------------------
 # Shared numerics
@@ -63,17 +70,6 @@ def _safe_direction(z: jax.Array, norm: jax.Array) -> jax.Array:
     return jnp.where(positive, z / jnp.where(positive, norm, 1.0), 0.0)
 
 
-def _softplus_inverse(y: jax.Array) -> jax.Array:
-    # log(e^y - 1), accurate for tiny and for large y > 0.
-    return y + jnp.log(-jnp.expm1(-y))
-
-
-def _log_softplus(z: jax.Array) -> jax.Array:
-    """log(softplus(z)); below -30, softplus(z) = e^z to rounding, so it is z."""
-    small = z < -30.0
-    return jnp.where(small, z, jnp.log(jax.nn.softplus(jnp.where(small, 0.0, z))))
-
-
 def _check_scalar_bijection(owner: str, bijection) -> None:
     check_template(
         owner,
@@ -83,38 +79,21 @@ def _check_scalar_bijection(owner: str, bijection) -> None:
     )
 
 
-def _vector_parameter(owner: str, name: str, value, dim: int) -> jax.Array:
-    value = jnp.zeros(dim) if value is None else as_float_array(value)
-    if jnp.ndim(value) > 1 or jnp.shape(value) not in ((), (1,), (dim,)):
-        raise ValueError(
-            f"{owner}: {name} must be a scalar or have shape ({dim},); got shape "
-            f"{jnp.shape(value)}."
-        )
-    return jnp.broadcast_to(value, (dim,))
-
-
-def _check_dim(owner: str, dim) -> int:
-    dim = int(dim)
-    if dim < 1:
-        raise ValueError(f"{owner}: dim must be >= 1; got {dim}.")
-    return dim
-
-
 def _radius_forward(scalar_bijection: AbstractBijection, radius: jax.Array):
     r"""$\rho(r)$, $\log\rho(r)$ and $\log\rho'(r)$ for $r > 0$."""
-    s = _softplus_inverse(radius)
+    s = softplus_inverse(radius)
     t, log_derivative_g = scalar_bijection.transform_and_log_det(s)
     # d softplus(t)/dt = sigmoid(t), and log sigmoid(t) = -softplus(-t).
     log_derivative = log_derivative_g - jax.nn.softplus(-t) + jax.nn.softplus(-s)
-    return jax.nn.softplus(t), _log_softplus(t), log_derivative
+    return jax.nn.softplus(t), log_softplus(t), log_derivative
 
 
 def _radius_inverse(scalar_bijection: AbstractBijection, radius: jax.Array):
     r"""$r = \rho^{-1}(\varrho)$, $\log r$ and $\log dr/d\varrho$ for $\varrho > 0$."""
-    t = _softplus_inverse(radius)
+    t = softplus_inverse(radius)
     s, log_derivative_g = scalar_bijection.inverse_and_log_det(t)
     log_derivative = log_derivative_g - jax.nn.softplus(-s) + jax.nn.softplus(-t)
-    return jax.nn.softplus(s), _log_softplus(s), log_derivative
+    return jax.nn.softplus(s), log_softplus(s), log_derivative
 
 
 def _along_rays(radius_map, offset: jax.Array, radius: jax.Array, dim: int):
@@ -190,9 +169,9 @@ class RayTransform(AbstractBijection):
         center: ArrayLike | None = None,
     ):
         _check_scalar_bijection("RayTransform", scalar_bijection)
-        dim = _check_dim("RayTransform", dim)
+        dim = vector_size("RayTransform", dim)
         self.scalar_bijection = scalar_bijection
-        self.center = _vector_parameter("RayTransform", "center", center, dim)
+        self.center = vector_parameter("RayTransform", "center", center, dim)
         self.shape = (dim,)
 
     def transform_and_log_det(self, x, condition=None):
@@ -352,7 +331,7 @@ class RadialConditional(AbstractBijection):
         zero_init: bool = True,
     ):
         _check_scalar_bijection("RadialConditional", scalar_bijection)
-        dim = _check_dim("RadialConditional", dim)
+        dim = vector_size("RadialConditional", dim)
         in_size, out_size = RadialConditional.network_sizes(
             scalar_bijection, dim=dim, n_frequencies=n_frequencies
         )
@@ -361,8 +340,8 @@ class RadialConditional(AbstractBijection):
         if zero_init:
             network = zero_last_linear("RadialConditional", network)
         self.network, self.network_static = split_network(network)
-        self.center = _vector_parameter("RadialConditional", "center", center, dim)
-        self.log_scale = _vector_parameter(
+        self.center = vector_parameter("RadialConditional", "center", center, dim)
+        self.log_scale = vector_parameter(
             "RadialConditional", "log_scale", log_scale, dim
         )
         self.n_frequencies = None if n_frequencies is None else int(n_frequencies)
@@ -503,7 +482,7 @@ class Planar(AbstractBijection):
         b: ArrayLike = 0.0,
         n_iterations: int = 60,
     ):
-        dim = _check_dim("Planar", dim)
+        dim = vector_size("Planar", dim)
         if w is None:
             if key is None:
                 raise ValueError(
@@ -511,8 +490,8 @@ class Planar(AbstractBijection):
                     "Planar(dim, w=...) with a non-zero w."
                 )
             w = jax.random.normal(key, (dim,)) / jnp.sqrt(dim)
-        self.w = _vector_parameter("Planar", "w", w, dim)
-        self.u = _vector_parameter("Planar", "u", u, dim)
+        self.w = vector_parameter("Planar", "w", w, dim)
+        self.u = vector_parameter("Planar", "u", u, dim)
         self.b = as_float_array(b)
         if self.b.shape != ():
             raise ValueError(f"Planar: b must be a scalar; got shape {self.b.shape}.")
@@ -662,8 +641,8 @@ class Radial(AbstractBijection):
         alpha: ArrayLike = 1.0,
         beta: ArrayLike = 0.0,
     ):
-        dim = _check_dim("Radial", dim)
-        self.center = _vector_parameter("Radial", "center", center, dim)
+        dim = vector_size("Radial", dim)
+        self.center = vector_parameter("Radial", "center", center, dim)
         self.log_alpha = log_of_positive("Radial", "alpha", alpha)
         alpha, beta = jnp.exp(self.log_alpha), as_float_array(beta)
         if self.log_alpha.shape != () or beta.shape != ():

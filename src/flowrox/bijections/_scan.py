@@ -4,6 +4,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from .._tree import stacked
 from ._base import AbstractBijection
 
 
@@ -59,7 +60,7 @@ class Scan(AbstractBijection):
         6.4874
     """
 
-    bijection: AbstractBijection
+    bijection: AbstractBijection = stacked()
     n_layers: int = eqx.field(static=True)
     shape: tuple[int, ...] = eqx.field(static=True)
     cond_shape: tuple[int, ...] | None = eqx.field(static=True)
@@ -119,7 +120,7 @@ class Vmap(AbstractBijection):
         [1.0, 1.0, 1.0]
     """
 
-    bijection: AbstractBijection
+    bijection: AbstractBijection = stacked(when=lambda vmap: not vmap.shared)
     axis_size: int = eqx.field(static=True)
     shared: bool = eqx.field(static=True)
     shape: tuple[int, ...] = eqx.field(static=True)

@@ -9,9 +9,10 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from .._bayes._paths import buffer
+from .._numerics import as_float_array
+from .._tree import buffer
 from ._elementwise import AbstractElementwise
-from ._parameters import as_float_array, event_shape_of
+from ._parameters import event_shape_of
 
 _LOG2 = math.log(2.0)
 

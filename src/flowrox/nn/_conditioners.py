@@ -26,22 +26,10 @@ import numpy as np
 from equinox import AbstractVar
 from jax.typing import ArrayLike
 
+from .._numerics import as_float_array, log_softplus
+
 # `flowrox.bijections.Modulated` wraps `AffineModulation`, so this module
 # imports nothing from `flowrox.bijections`: the two packages load in any order.
-
-
-def _as_float_array(value: ArrayLike) -> jax.Array:
-    """A floating array (integers become the default float, Python scalars strong)."""
-    value = jnp.asarray(value)
-    if jnp.issubdtype(value.dtype, jnp.inexact):
-        return jnp.asarray(value, dtype=value.dtype)
-    return jnp.asarray(value, dtype=jnp.result_type(float))
-
-
-def _log_softplus(raw: jax.Array) -> jax.Array:
-    """log(softplus(raw)); below -30, softplus(raw) = e^raw to rounding, so raw."""
-    small = raw < -30.0
-    return jnp.where(small, raw, jnp.log(jax.nn.softplus(jnp.where(small, 0.0, raw))))
 
 
 def _check_sizes(owner: str, **sizes: int) -> None:
@@ -130,14 +118,14 @@ class AbstractConditioner(eqx.Module):
         name = type(self).__name__
         width = self.num_features if width is None else width
         if h is not None:
-            h = _as_float_array(h)
+            h = as_float_array(h)
             if h.ndim == 0 or h.shape[-1] != width:
                 raise ValueError(
                     f"{name}: expected h with last axis {width} ({width_name}), got "
                     f"shape {h.shape}. Pass one point of shape ({width},) or a batch "
                     f"of shape (..., {width})."
                 )
-        z = _as_float_array(z)
+        z = as_float_array(z)
         k = self.cond_dim
         wrong_width = z.ndim == 0 or z.shape[-1] != k
         wrong_rows = h is not None and z.ndim > 1 and z.shape[:-1] != h.shape[:-1]
@@ -205,7 +193,7 @@ _LOG_GAMMA: dict[str, Callable] = {
     # 1 + tanh(r) = 2 sigmoid(2 r)
     "one_plus_tanh": lambda raw: jnp.log(2.0) + jax.nn.log_sigmoid(2.0 * raw),
     "exp": lambda raw: raw,
-    "softplus": _log_softplus,
+    "softplus": log_softplus,
 }
 
 

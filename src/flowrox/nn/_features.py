@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from .._bayes import buffer
+from .._tree import buffer
 from ._conditioners import _apply_linear
 from ._fields import check_context, check_width, map_rows
 
