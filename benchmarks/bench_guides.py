@@ -150,7 +150,9 @@ SPLINE, IAF = "AutoFlowGuide spline", "AutoFlowGuide IAF"
 def _affine_iaf(key, dim: int):
     # An affine autoregressive flow, one pass in the sampling direction: the
     # flow to choose when scales depend on other latents (funnels, hierarchies).
-    return masked_autoregressive_flow(key, dim, layers=3, hidden=32, one_pass="forward")
+    return masked_autoregressive_flow(
+        key, dim, layers=3, hidden=32, one_pass="transform"
+    )
 
 
 def _guides(

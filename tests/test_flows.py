@@ -79,7 +79,7 @@ def test_checkerboard_mask_is_the_parity_of_the_index_sum():
 
 
 @pytest.mark.parametrize(
-    "one_pass", ["inverse", pytest.param("forward", marks=pytest.mark.slow)]
+    "one_pass", ["inverse", pytest.param("transform", marks=pytest.mark.slow)]
 )
 def test_made_jacobian_is_triangular_in_the_chosen_order(one_pass):
     layer = MaskedAutoregressive(
@@ -116,7 +116,7 @@ def test_the_sequential_direction_stays_finite_where_unfinished_elements_overflo
         key=jax.random.key(0),
         hidden=16,
         depth=1,
-        one_pass="forward",
+        one_pass="transform",
         zero_init=False,
     )
     layer = eqx.tree_at(
@@ -141,7 +141,7 @@ def test_made_outputs_see_only_earlier_inputs_and_every_context_entry():
         hidden=12,
         depth=2,
         key=jax.random.key(4),
-        cond_size=3,
+        cond_dim=3,
         activation=jnp.tanh,
     )
     x, c = jnp.ones(4), jnp.ones(3)
@@ -204,7 +204,7 @@ BUILDERS = {
         layers=3,
         hidden=8,
         transformer=RationalQuadraticSpline(-4.0, 4.0, 4),
-        one_pass="forward",
+        one_pass="transform",
         **kw,
     ),
 }
@@ -528,3 +528,29 @@ def test_widened_elementwise_templates_match_the_per_element_path(template):
             np.testing.assert_allclose(
                 log_derivatives[i], expected_log, rtol=1e-5, atol=1e-6
             )
+
+
+def test_one_pass_is_named_after_the_contract_and_forward_is_a_deprecated_alias():
+    key, y = jax.random.key(0), jnp.array([[0.3, -1.0, 2.0]])
+    new = masked_autoregressive_flow(key, 3, layers=2, hidden=8, one_pass="transform")
+    with pytest.warns(DeprecationWarning, match="one_pass='transform'"):
+        old = masked_autoregressive_flow(key, 3, layers=2, hidden=8, one_pass="forward")
+    np.testing.assert_array_equal(old.log_prob(y), new.log_prob(y))
+    with pytest.warns(DeprecationWarning, match="one_pass='forward' is deprecated"):
+        layer = MaskedAutoregressive(
+            Affine(), shape=(3,), key=key, hidden=8, one_pass="forward"
+        )
+    assert layer.one_pass == "transform"
+    with pytest.raises(ValueError, match=r"'inverse' \(fast density\) or 'transform'"):
+        MaskedAutoregressive(Affine(), shape=(3,), key=key, one_pass="sample")
+
+
+def test_made_takes_cond_dim_and_cond_size_is_a_deprecated_alias():
+    key, x, c = jax.random.key(1), jnp.ones(3), jnp.array([0.5, -0.5])
+    new = MADE(3, 2, hidden=8, depth=1, key=key, cond_dim=2)
+    with pytest.warns(DeprecationWarning, match="pass cond_dim= instead"):
+        old = MADE(3, 2, hidden=8, depth=1, key=key, cond_size=2)
+    assert old.cond_dim == new.cond_dim == 2
+    np.testing.assert_array_equal(old(x, c), new(x, c))
+    with pytest.raises(TypeError, match="got both cond_dim=3 and its old name"):
+        MADE(3, 2, hidden=8, depth=1, key=key, cond_dim=3, cond_size=2)

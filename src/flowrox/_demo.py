@@ -252,7 +252,7 @@ def _neutra_funnel(*, seed: int) -> dict:
 
     def iaf(key, dim):
         return masked_autoregressive_flow(
-            key, dim, layers=3, hidden=32, one_pass="forward"
+            key, dim, layers=3, hidden=32, one_pass="transform"
         )
 
     guide = AutoFlowGuide(_funnel, iaf, init_scale=1.0)

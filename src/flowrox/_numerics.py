@@ -4,6 +4,8 @@ This module sits at the bottom of the package with `flowrox._tree`: it imports
 only jax, so any subpackage may use it.
 """
 
+import warnings
+
 import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
@@ -103,14 +105,57 @@ def vector_parameter(owner: str, name: str, value, dim: int) -> jax.Array:
 def check_one_pass(owner: str, one_pass: str) -> str:
     """Checks `one_pass`, the direction of a layer that is one network pass.
 
+    The directions are named after the bijection contract's two methods:
+    `"transform"` (`transform_and_log_det`: fast sampling) and `"inverse"`
+    (`inverse_and_log_det`: fast density). The old spelling `"forward"` is
+    accepted for one release, with a `DeprecationWarning`.
+
     Examples:
         >>> from flowrox._numerics import check_one_pass
         >>> check_one_pass("MaskedAutoregressive", "inverse")
         'inverse'
     """
-    if one_pass not in ("inverse", "forward"):
+    if one_pass == "forward":
+        warnings.warn(
+            f"{owner}: one_pass='forward' is deprecated and will be removed in the "
+            "next release; pass one_pass='transform' (the direction of "
+            "transform_and_log_det, fast sampling) instead.",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        return "transform"
+    if one_pass not in ("inverse", "transform"):
         raise ValueError(
-            f"{owner}: one_pass must be 'inverse' (fast density) or 'forward' "
+            f"{owner}: one_pass must be 'inverse' (fast density) or 'transform' "
             f"(fast sampling); got {one_pass!r}."
         )
     return one_pass
+
+
+def renamed_keyword(owner: str, new: str, new_value, old: str, old_value, default):
+    """The value of a renamed keyword: the new one, or the old one with a warning.
+
+    Examples:
+        >>> import warnings
+        >>> from flowrox._numerics import renamed_keyword
+        >>> with warnings.catch_warnings(record=True) as caught:
+        ...     warnings.simplefilter("always")
+        ...     renamed_keyword("MADE", "cond_dim", 0, "cond_size", 3, default=0)
+        3
+        >>> caught[0].category.__name__
+        'DeprecationWarning'
+    """
+    if old_value is None:
+        return new_value
+    if new_value != default and new_value != old_value:
+        raise TypeError(
+            f"{owner}: got both {new}={new_value!r} and its old name "
+            f"{old}={old_value!r}; pass only {new}=."
+        )
+    warnings.warn(
+        f"{owner}: {old}= is deprecated and will be removed in the next release; "
+        f"pass {new}= instead.",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return old_value

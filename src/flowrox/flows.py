@@ -247,7 +247,7 @@ def masked_autoregressive_flow(
     order with random permutations between them, without moving the data
     between layers (a permutation costs a gather, and its gradient a scatter).
     `one_pass="inverse"` (MAF) makes `log_prob` one network pass per layer and
-    sampling `dim` passes; `one_pass="forward"` (IAF) the reverse.
+    sampling `dim` passes; `one_pass="transform"` (IAF) the reverse.
 
     By default the one-pass direction runs the transformer's forward formula
     (for a spline the closed form; its inverse solves a quadratic): for MAF
@@ -264,7 +264,7 @@ def masked_autoregressive_flow(
         transformer: the elementwise template (default `Affine()`; e.g.
             `RationalQuadraticSpline(-5.0, 5.0, 8)`).
         cond_dim: the size of a context vector, or None.
-        one_pass: `"inverse"` or `"forward"`.
+        one_pass: `"inverse"` or `"transform"` (`"forward"`: deprecated).
         activation: the MADE activation.
         invert: build the layers from data to base; default: when
             `one_pass="inverse"`.
@@ -288,7 +288,7 @@ def masked_autoregressive_flow(
     invert = one_pass == "inverse" if invert is None else bool(invert)
     if invert:
         # The flow's one-pass direction is the layers' other one.
-        one_pass = "forward" if one_pass == "inverse" else "inverse"
+        one_pass = "transform" if one_pass == "inverse" else "inverse"
 
     def layer(key):
         return MaskedAutoregressive(
@@ -323,7 +323,7 @@ def bnaf_flow(
     permutation. With `one_pass="inverse"` (the default) the flow's inverse,
     and so `log_prob`, is the network's explicit pass, and sampling solves the
     network element by element by root finding (`NumericalInverse`), with
-    implicit-function gradients; `one_pass="forward"` makes sampling the
+    implicit-function gradients; `one_pass="transform"` makes sampling the
     explicit pass and `log_prob` the root finding.
 
     Args:
@@ -333,7 +333,8 @@ def bnaf_flow(
         hidden: hidden units per element in each hidden layer (block size).
         depth: hidden layers per BNAF network.
         cond_dim: the size of a context vector, or None.
-        one_pass: `"inverse"` (fast density) or `"forward"` (fast sampling).
+        one_pass: `"inverse"` (fast density) or `"transform"` (fast sampling;
+            `"forward"` is its deprecated spelling).
 
     Returns:
         A `Flow` with a standard normal base.

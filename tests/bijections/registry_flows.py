@@ -105,7 +105,7 @@ def _iaf_conditional(key):
         depth=2,
         cond_shape=(2,),
         order="random",
-        one_pass="forward",
+        one_pass="transform",
         activation=jnp.tanh,
         zero_init=False,
     )

@@ -51,7 +51,7 @@ def test_neutra_with_a_flow_guide_matches_the_non_centred_reference():
     # on earlier coordinates, which affine autoregressive layers model exactly.
     def flow_fn(key, dim):
         return masked_autoregressive_flow(
-            key, dim, layers=4, hidden=64, one_pass="forward"
+            key, dim, layers=4, hidden=64, one_pass="transform"
         )
 
     guide = AutoFlowGuide(centred, flow_fn, init_scale=1.0)

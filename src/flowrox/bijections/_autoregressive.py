@@ -5,7 +5,7 @@ Element $i$ (in the layer's order) is transformed with parameters that a MADE
 network computes from the elements before it. If the parameters are read off
 the output $y$ (`one_pass="inverse"`, MAF), the inverse, and so `Flow.log_prob`,
 is one network pass, and the forward map (sampling) takes $D$ passes, one per
-element. If they are read off the input $x$ (`one_pass="forward"`, IAF),
+element. If they are read off the input $x$ (`one_pass="transform"`, IAF),
 sampling is one pass and the density takes $D$. Either way the Jacobian is
 triangular in the order, and the log-det is the sum of the transformer's
 log-derivatives.
@@ -39,7 +39,7 @@ class MaskedAutoregressive(AbstractBijection):
     $y_i = \tau(x_i;\ \theta_0 + \mathrm{MADE}(y, c)_i)$: the inverse
     $x_i = \tau^{-1}(y_i; \theta_i(y_{<i}, c))$ is one pass, so density
     evaluation is fast, and the forward map is solved element by element in
-    $D$ passes. With `one_pass="forward"` (IAF),
+    $D$ passes. With `one_pass="transform"` (IAF),
     $y_i = \tau(x_i;\ \theta_0 + \mathrm{MADE}(x, c)_i)$: sampling is one pass.
     (`Invert(MaskedAutoregressive(...))` also swaps the fast direction.)
 
@@ -57,8 +57,8 @@ class MaskedAutoregressive(AbstractBijection):
         cond_shape: the context shape, or None.
         order: the autoregressive order (a permutation of `range(dim)`);
             `"random"` draws one from `key`; default: natural order.
-        one_pass: `"inverse"` (MAF: fast density) or `"forward"` (IAF: fast
-            sampling).
+        one_pass: `"inverse"` (MAF: fast density) or `"transform"` (IAF: fast
+            sampling); `"forward"` is a deprecated spelling of `"transform"`.
         activation: the MADE activation.
         zero_init: zero the MADE's last layer.
 
@@ -92,7 +92,7 @@ class MaskedAutoregressive(AbstractBijection):
         depth: int = 2,
         cond_shape: Sequence[int] | None = None,
         order: Sequence[int] | Literal["random"] | None = None,
-        one_pass: Literal["inverse", "forward"] = "inverse",
+        one_pass: Literal["inverse", "transform"] = "inverse",
         activation: Callable = jax.nn.relu,
         zero_init: bool = True,
     ):
@@ -103,7 +103,7 @@ class MaskedAutoregressive(AbstractBijection):
                 f"MaskedAutoregressive expects a vector event shape (dim,); got "
                 f"{shape}. Wrap it in Reshape for other shapes."
             )
-        check_one_pass("MaskedAutoregressive", one_pass)
+        one_pass = check_one_pass("MaskedAutoregressive", one_pass)
         order_key, made_key = jax.random.split(key)
         if isinstance(order, str):
             if order != "random":
@@ -113,14 +113,14 @@ class MaskedAutoregressive(AbstractBijection):
                 )
             order = jax.random.permutation(order_key, shape[0])
         self.cond_shape = None if cond_shape is None else tuple(map(int, cond_shape))
-        cond_size = 0 if cond_shape is None else int(np.prod(cond_shape, dtype=int))
+        cond_dim = 0 if cond_shape is None else int(np.prod(cond_shape, dtype=int))
         made = MADE(
             shape[0],
             template_size(transformer),
             hidden=hidden,
             depth=depth,
             key=made_key,
-            cond_size=cond_size,
+            cond_dim=cond_dim,
             order=order,
             activation=activation,
         )
@@ -158,7 +158,7 @@ class MaskedAutoregressive(AbstractBijection):
         return self._apply(out, value, condition, inverse)
 
     def transform_and_log_det(self, x, condition=None):
-        if self.one_pass == "forward":
+        if self.one_pass == "transform":
             return self._apply(x, x, condition, inverse=False)
         return self._sequential(x, condition, inverse=False)
 

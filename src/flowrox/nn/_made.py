@@ -16,6 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._numerics import renamed_keyword
+
 
 def _hidden_degrees(width: int, dim: int, conditional: bool) -> np.ndarray:
     # Degree-0 units see only the context; they carry it to the first output.
@@ -28,7 +30,7 @@ class MADE(eqx.Module):
     r"""A masked MLP: the outputs for input $i$ depend only on inputs before $i$
     in `order` (and on the context).
 
-    Maps `x` of shape `(dim,)` (and a context of `cond_size` entries) to
+    Maps `x` of shape `(dim,)` (and a context of `cond_dim` entries) to
     `(dim, out_per_input)`. The masks are fixed boolean arrays (never trained);
     the weights are ordinary `eqx.nn.Linear` leaves, multiplied by the masks at
     every call, so gradients of masked entries are zero.
@@ -39,7 +41,8 @@ class MADE(eqx.Module):
         hidden: the width of the hidden layers.
         depth: the number of hidden layers (at least 1).
         key: the key for the weights.
-        cond_size: the number of context entries (0: none).
+        cond_dim: the number of context entries (0: none).
+        cond_size: deprecated name of `cond_dim`.
         order: the autoregressive order, a permutation of `range(dim)` (default:
             the natural order). `order[k]` is the input that comes k-th.
         activation: the hidden activation.
@@ -60,7 +63,7 @@ class MADE(eqx.Module):
     activation: Callable = eqx.field(static=True)
     dim: int = eqx.field(static=True)
     out_per_input: int = eqx.field(static=True)
-    cond_size: int = eqx.field(static=True)
+    cond_dim: int = eqx.field(static=True)
 
     def __init__(
         self,
@@ -70,12 +73,16 @@ class MADE(eqx.Module):
         hidden: int,
         depth: int,
         key: jax.Array,
-        cond_size: int = 0,
+        cond_dim: int = 0,
         order: Sequence[int] | None = None,
         activation: Callable = jax.nn.relu,
+        cond_size: int | None = None,
     ):
+        cond_dim = renamed_keyword(
+            "MADE", "cond_dim", cond_dim, "cond_size", cond_size, default=0
+        )
         dim, out_per_input = int(dim), int(out_per_input)
-        hidden, depth, cond_size = int(hidden), int(depth), int(cond_size)
+        hidden, depth, cond_dim = int(hidden), int(depth), int(cond_dim)
         if dim < 1 or out_per_input < 1 or hidden < 1 or depth < 1:
             raise ValueError(
                 "MADE needs dim, out_per_input, hidden and depth of at least 1; got "
@@ -98,15 +105,15 @@ class MADE(eqx.Module):
             .set(jnp.arange(1, dim + 1, dtype=jnp.int32))
         )
         in_degrees = jnp.concatenate(
-            [input_degrees, jnp.zeros(cond_size, dtype=jnp.int32)]
+            [input_degrees, jnp.zeros(cond_dim, dtype=jnp.int32)]
         )
-        hidden_degrees = jnp.asarray(_hidden_degrees(hidden, dim, cond_size > 0))
+        hidden_degrees = jnp.asarray(_hidden_degrees(hidden, dim, cond_dim > 0))
         output_degrees = jnp.repeat(input_degrees, out_per_input)
 
         masks = [hidden_degrees[:, None] >= in_degrees[None, :]]
         masks += [hidden_degrees[:, None] >= hidden_degrees[None, :]] * (depth - 1)
         masks.append(output_degrees[:, None] > hidden_degrees[None, :])
-        sizes = [dim + cond_size] + [hidden] * depth + [dim * out_per_input]
+        sizes = [dim + cond_dim] + [hidden] * depth + [dim * out_per_input]
         keys = jax.random.split(key, depth + 1)
         self.layers = tuple(
             eqx.nn.Linear(n_in, n_out, key=k)
@@ -115,7 +122,7 @@ class MADE(eqx.Module):
         self.masks = tuple(masks)
         self.input_degrees = input_degrees
         self.activation = activation
-        self.dim, self.out_per_input, self.cond_size = dim, out_per_input, cond_size
+        self.dim, self.out_per_input, self.cond_dim = dim, out_per_input, cond_dim
 
     @property
     def order(self) -> jax.Array:
