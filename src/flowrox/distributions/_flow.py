@@ -88,9 +88,13 @@ class Flow(_KeyedDistribution):
 
     The density is $\log p(y) = \log p_\text{base}(f^{-1}(y)) +
     \log|\det \partial f^{-1}/\partial y|$, computed in one pass of the
-    bijection's `inverse_and_log_det`. Sampling is reparameterised (when the base
-    is), so gradients flow from samples into the bijection's parameters and into
-    the condition; the condition is never wrapped in `stop_gradient`.
+    bijection's `inverse_and_log_det`. A draw's own density needs no inverse:
+    `sample_with_intermediates` (NumPyro's hook, which its `sample` primitive,
+    `log_density` and ELBOs use) returns it from the forward pass, so a flow
+    whose bijection has only a forward pass still serves as a guide. Sampling
+    is reparameterised (when the base is), so gradients flow from samples into
+    the bijection's parameters and into the condition; the condition is never
+    wrapped in `stop_gradient`.
 
     - event shape: the bijection's `shape`;
     - batch shape: the broadcast of the base's batch shape and the leading dims of
@@ -125,6 +129,9 @@ class Flow(_KeyedDistribution):
         >>> reference = dist.Normal(jnp.array([1.0, 2.0]), 3.0).to_event(1)
         >>> y = jnp.array([0.5, -1.0])
         >>> bool(jnp.allclose(flow.log_prob(y), reference.log_prob(y)))
+        True
+        >>> y, intermediates = flow.sample_with_intermediates(jax.random.key(1))
+        >>> bool(jnp.allclose(flow.log_prob(y, intermediates), flow.log_prob(y)))
         True
     """
 
@@ -263,8 +270,25 @@ class Flow(_KeyedDistribution):
             )
         return Flow(self.base_dist, self.bijection, condition, support=self._support)
 
-    def log_prob(self, value) -> jax.Array:
-        """Log density: `(*sample, *batch, *event)` -> `(*sample, *batch)`."""
+    def log_prob(self, value, intermediates=None) -> jax.Array:
+        """Log density: `(*sample, *batch, *event)` -> `(*sample, *batch)`.
+
+        Args:
+            value: the points, of shape `(*sample, *batch, *event)`.
+            intermediates: what `sample_with_intermediates` returned with
+                `value`. Given, the log density it holds is returned and the
+                bijection is not run; `None` (or `[]`, what NumPyro records
+                at an observed or substituted site) runs `inverse_and_log_det`.
+        """
+        if intermediates:
+            if len(intermediates) != 1:
+                raise ValueError(
+                    "Flow.log_prob expected the intermediates of "
+                    "Flow.sample_with_intermediates (a list holding one array, "
+                    f"the draws' log density); got a list of {len(intermediates)}. "
+                    "Pass the list returned with the value, or none."
+                )
+            return intermediates[0]
         x, log_det = self._map("inverse_and_log_det", value)
         return self.base_dist.log_prob(x) + log_det
 
@@ -273,14 +297,42 @@ class Flow(_KeyedDistribution):
         z = self.base_dist.sample(key, tuple(sample_shape))
         return self._map("transform_and_log_det", z)[0]
 
-    def sample_and_log_prob(self, key, sample_shape=()) -> tuple[jax.Array, jax.Array]:
-        """Draws samples and their log density from one forward pass.
+    def sample_with_intermediates(
+        self, key, sample_shape=()
+    ) -> tuple[jax.Array, list[jax.Array]]:
+        r"""Draws samples, and as intermediates their log density.
+
+        The log density comes from the forward pass that makes the draw,
+        $\log p(y) = \log p_\text{base}(z) - \log|\det \partial f/\partial z|$,
+        so `log_prob(y, intermediates)` needs no inverse. NumPyro's `sample`
+        primitive records the intermediates at the site, and `log_density`,
+        `Trace_ELBO` and the other ELBOs pass them back to `log_prob`: a flow
+        guide costs one forward pass per draw, and a bijection whose inverse
+        raises `NotImplementedError` can serve as a guide.
+
+        Where NumPyro forwards them (numpyro 0.22): `numpyro.plate`, `expand`
+        and `expand_by` (`ExpandedDistribution`) and `to_event`
+        (`Independent`) keep them. A mask other than `True`
+        (`Distribution.mask`, `numpyro.handlers.mask`: `MaskedDistribution`)
+        drops them, so a masked site's density runs the inverse. Observed,
+        substituted and replayed values come without intermediates and run
+        the inverse too.
 
         Returns:
-            `(y, log_prob)` with shapes `(*sample_shape, *batch, *event)` and
+            `(y, [log_prob])` with shapes `(*sample_shape, *batch, *event)` and
             `(*sample_shape, *batch)`.
         """
         z = self.base_dist.sample(key, tuple(sample_shape))
         base_log_prob = self.base_dist.log_prob(z)
         y, log_det = self._map("transform_and_log_det", z)
-        return y, base_log_prob - log_det
+        return y, [base_log_prob - log_det]
+
+    def sample_and_log_prob(self, key, sample_shape=()) -> tuple[jax.Array, jax.Array]:
+        """Draws samples and their log density from one forward pass.
+
+        Returns:
+            `(y, log_prob)` with shapes `(*sample_shape, *batch, *event)` and
+            `(*sample_shape, *batch)`: `sample_with_intermediates` unpacked.
+        """
+        y, (log_prob,) = self.sample_with_intermediates(key, sample_shape)
+        return y, log_prob
