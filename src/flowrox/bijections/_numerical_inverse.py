@@ -8,134 +8,13 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from ._base import AbstractBijection
+from ._root_finding import RootFinder, find_root
 
 
-def _forward(numerical, x, condition):
-    return numerical.bijection.transform(x, condition)
-
-
-def _value_and_slope(f, x):
-    """f(x) and f'(x) elementwise, for an elementwise (diagonal-Jacobian) f."""
-    return jax.jvp(f, (x,), (jnp.ones_like(x),))
-
-
-def _solve(numerical: "NumericalInverse", f, y):
-    """Solves f(x) = y elementwise for increasing elementwise f: bracket, bisect,
-    then safeguarded Newton. The step budgets come from `numerical`."""
-    # Relative to 1 + |y|, so that the bracket never rounds away to one point.
-    half_width = numerical.initial_bracket * (1.0 + jnp.abs(y))
-
-    # 1. Bracket: start from [y - B, y + B] (right for near-identity maps) and,
-    #    while the root lies outside, move the bracket past the end nearest to
-    #    it, doubling its width each step.
-    def not_bracketed(state):
-        step, _, _, f_low, f_high = state
-        outside = (f_low > y) | (f_high < y)
-        return (step < numerical.max_expansion_steps) & jnp.any(outside)
-
-    def expand(state):
-        step, low, high, f_low, f_high = state
-        width = high - low
-        go_down, go_up = f_low > y, f_high < y
-        new_low = jnp.where(go_down, low - 2.0 * width, jnp.where(go_up, high, low))
-        new_high = jnp.where(go_up, high + 2.0 * width, jnp.where(go_down, low, high))
-        new_f_low = jnp.where(go_down, f(new_low), jnp.where(go_up, f_high, f_low))
-        new_f_high = jnp.where(go_up, f(new_high), jnp.where(go_down, f_low, f_high))
-        return step + 1, new_low, new_high, new_f_low, new_f_high
-
-    low, high = y - half_width, y + half_width
-    state = (0, low, high, f(low), f(high))
-    _, low, high, f_low, f_high = jax.lax.while_loop(not_bracketed, expand, state)
-    bracketed = (f_low <= y) & (f_high >= y)
-
-    # 2. Bisect until every bracket is narrower than the tolerance (relative to
-    #    the root's magnitude, absolute near zero) or the step budget is spent.
-    def too_wide(state):
-        step, low, high = state
-        wide = high - low > numerical.tolerance * (1.0 + jnp.abs(low) + jnp.abs(high))
-        return (step < numerical.max_bisection_steps) & jnp.any(wide)
-
-    def bisect(state):
-        step, low, high = state
-        middle = low + 0.5 * (high - low)
-        below = f(middle) < y
-        return step + 1, jnp.where(below, middle, low), jnp.where(below, high, middle)
-
-    _, low, high = jax.lax.while_loop(too_wide, bisect, (0, low, high))
-
-    # 3. Newton steps, kept inside the bracket (a step that leaves it bisects).
-    def newton(_, state):
-        x, low, high = state
-        value, slope = _value_and_slope(f, x)
-        residual = value - y
-        low = jnp.where(residual < 0, x, low)
-        high = jnp.where(residual > 0, x, high)
-        candidate = x - residual / slope
-        inside = (candidate >= low) & (candidate <= high)
-        x = jnp.where(
-            residual == 0, x, jnp.where(inside, candidate, 0.5 * (low + high))
-        )
-        return x, low, high
-
-    x = low + 0.5 * (high - low)
-    x, _, _ = jax.lax.fori_loop(0, numerical.newton_steps, newton, (x, low, high))
-    # No bracket means y lies outside the range reached: say so with NaN rather
-    # than return a wrong finite value.
-    return jnp.where(bracketed, x, jnp.nan)
-
-
-def _solve_triangular_map(numerical: "NumericalInverse", y, condition):
-    """Solves F(x) = y for a lower-triangular F on vectors, one element at a
-    time in order: with x_{<i} solved, F_i is increasing in x_i alone."""
-
-    def solve_element(i, x):
-        def f(value):
-            return _forward(numerical, x.at[i].set(value), condition)[i]
-
-        return x.at[i].set(_solve(numerical, f, y[i]))
-
-    return jax.lax.fori_loop(0, y.shape[0], solve_element, jnp.zeros_like(y))
-
-
-def _invert(numerical: "NumericalInverse", y, condition):
-    if numerical.triangular:
-        return _solve_triangular_map(numerical, y, condition)
-    return _solve(
-        numerical, functools.partial(_forward, numerical, condition=condition), y
-    )
-
-
-@functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
-def _implicit_inverse(static, parameters, y, condition):
-    return _invert(eqx.combine(parameters, static), y, condition)
-
-
-@_implicit_inverse.defjvp
-def _implicit_inverse_jvp(static, primals, tangents):
-    # Implicit function theorem on F(x; theta, c) = y:
-    # J dx = dy - dF/dtheta dtheta - dF/dc dc, with J = dF/dx diagonal
-    # (elementwise) or lower triangular.
-    parameters, y, condition = primals
-    d_parameters, d_y, d_condition = tangents
-    x = _implicit_inverse(static, parameters, y, condition)
-
-    def forward(parameters, condition, x):
-        return _forward(eqx.combine(parameters, static), x, condition)
-
-    _, explicit = jax.jvp(
-        forward,
-        (parameters, condition, x),
-        (d_parameters, d_condition, jnp.zeros_like(x)),
-    )
-    if static.triangular:
-        jacobian = jax.jacfwd(lambda v: forward(parameters, condition, v))(x)
-        return x, jax.scipy.linalg.solve_triangular(
-            jacobian, d_y - explicit, lower=True
-        )
-    _, slope = jax.jvp(
-        lambda v: forward(parameters, condition, v), (x,), (jnp.ones_like(x),)
-    )
-    return x, (d_y - explicit) / slope
+def _forward(static, x, arguments):
+    """The wrapped bijection's forward map, rebuilt from its static part."""
+    parameters, condition = arguments
+    return eqx.combine(parameters, static).bijection.transform(x, condition)
 
 
 class NumericalInverse(AbstractBijection):
@@ -263,7 +142,25 @@ class NumericalInverse(AbstractBijection):
     def inverse_and_log_det(
         self, y: ArrayLike, condition: ArrayLike | None = None
     ) -> tuple[jax.Array, jax.Array]:
+        y = jnp.asarray(y)
         parameters, static = eqx.partition(self, eqx.is_array)
-        x = _implicit_inverse(static, parameters, y, condition)
+        # Relative to 1 + |y|, so that the bracket never rounds away to one
+        # point; [y - B, y + B] is right for near-identity maps.
+        half_width = self.initial_bracket * (1.0 + jnp.abs(y))
+        finder = RootFinder(
+            max_expansion_steps=self.max_expansion_steps,
+            max_bisection_steps=self.max_bisection_steps,
+            tolerance=self.tolerance,
+            newton_steps=self.newton_steps,
+        )
+        x = find_root(
+            functools.partial(_forward, static),
+            (parameters, condition),
+            y,
+            low=y - half_width,
+            high=y + half_width,
+            finder=finder,
+            triangular=self.triangular,
+        )
         _, log_det = self.bijection.transform_and_log_det(x, condition)
         return x, -log_det

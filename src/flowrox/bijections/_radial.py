@@ -51,6 +51,7 @@ from ._conditioned import (
     zero_last_linear,
 )
 from ._parameters import log_of_positive
+from ._root_finding import RootFinder, find_root
 
 # ---------------------------------------------------------------------------
 # Shared numerics
@@ -421,6 +422,19 @@ def _sech_squared(a: jax.Array) -> jax.Array:
     return 4.0 * decay / (1.0 + decay) ** 2
 
 
+def _planar_equation(alpha, coefficients):
+    # w.u_hat as computed, so that the root inverts the forward map to rounding.
+    projection, _ = coefficients
+    return alpha + projection * jnp.tanh(alpha)
+
+
+def _planar_slope(alpha, coefficients):
+    # 1 + kappa sech^2 with 1 + kappa > 0 computed directly: no cancellation
+    # near kappa = -1, and never a division by 0.
+    _, one_plus_kappa = coefficients
+    return jnp.tanh(alpha) ** 2 + one_plus_kappa * _sech_squared(alpha)
+
+
 class Planar(AbstractBijection):
     r"""The planar flow $y = x + \hat u \tanh(w^\top x + b)$ (Rezende & Mohamed 2015).
 
@@ -534,49 +548,24 @@ class Planar(AbstractBijection):
         log_det = self._log_det(alpha, kappa, one_plus_kappa)
         return x + u_hat * jnp.tanh(alpha), log_det
 
-    def _solve(self, kappa, slope_offset, target):
-        """The root of $\\alpha + \\kappa\\tanh\\alpha = $ target, without gradients."""
-        kappa, slope_offset, target = jax.lax.stop_gradient(
-            (kappa, slope_offset, target)
-        )
-        spread = jnp.abs(kappa)
-
-        def step(_, state):
-            alpha, lower, upper, last_step = state
-            residual = alpha + kappa * jnp.tanh(alpha) - target
-            lower = jnp.where(residual < 0, alpha, lower)
-            upper = jnp.where(residual > 0, alpha, upper)
-            slope = jnp.tanh(alpha) ** 2 + slope_offset * _sech_squared(alpha)
-            newton_step = residual / slope
-            newton = alpha - newton_step
-            # Newton only when it stays in the bracket and at least halves the
-            # step before it (else it can cycle around the inflection at 0);
-            # otherwise bisect.
-            use_newton = (
-                (newton >= lower)
-                & (newton <= upper)
-                & (2.0 * jnp.abs(newton_step) <= jnp.abs(last_step))
-            )
-            bisection = 0.5 * (lower + upper)
-            new_alpha = jnp.where(use_newton, newton, bisection)
-            new_alpha = jnp.where(residual == 0, alpha, new_alpha)
-            return new_alpha, lower, upper, new_alpha - alpha
-
-        state = (target, target - spread, target + spread, 2.0 * spread)
-        return jax.lax.fori_loop(0, self.n_iterations, step, state)[0]
-
     def inverse_and_log_det(self, y, condition=None):
         del condition
         u_hat, projection, kappa, one_plus_kappa = self._constrained()
         target = self.w @ y + self.b
-        # The equation uses w.u_hat as computed, so that it inverts the forward map
-        # to rounding; the slope uses 1 + kappa > 0, so Newton never divides by 0.
-        root = self._solve(projection, one_plus_kappa, target)
-        # One Newton step from the (gradient-free) root carries the implicit
-        # derivative d alpha = d(target - kappa tanh alpha) / (1 + kappa sech^2).
-        residual = root + projection * jnp.tanh(root) - target
-        slope = jnp.tanh(root) ** 2 + one_plus_kappa * _sech_squared(root)
-        alpha = root - residual / slope
+        # alpha + kappa tanh(alpha) = target has its root within |kappa| of target.
+        spread = jnp.abs(projection)
+        finder = RootFinder(
+            max_bisection_steps=0, tolerance=0.0, newton_steps=self.n_iterations
+        )
+        alpha = find_root(
+            _planar_equation,
+            (projection, one_plus_kappa),
+            target,
+            low=target - spread,
+            high=target + spread,
+            finder=finder,
+            slope=_planar_slope,
+        )
         log_det = -self._log_det(alpha, kappa, one_plus_kappa)
         return y - u_hat * jnp.tanh(alpha), log_det
 
