@@ -3,12 +3,14 @@
 Same format as registry.py: each factory maps a key to `(bijection, x,
 condition)`, with random (not initial) parameters and an input away from the
 centre. Everything is built inside the call, so calling a factory under
-`jax.enable_x64` gives a float64 case.
+`jax.enable_x64` gives a float64 case. The checks at the end are shared by the
+tests of the ray transforms and of Rezende & Mohamed's flows.
 """
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from flowrox.bijections import (
     Affine,
@@ -94,3 +96,31 @@ RADIAL_CASES = {
     "Planar": _planar,
     "Radial": _radial,
 }
+
+
+def unit(v):
+    return v / jnp.linalg.norm(v, axis=-1, keepdims=True)
+
+
+def check_the_center_maps_to_itself(name):
+    """The centre maps to itself both ways, with finite log-det and gradients."""
+    bijection, _, _ = eqx.filter_jit(RADIAL_CASES[name])(jax.random.key(5))
+    parameters, static = eqx.partition(bijection, eqx.is_inexact_array)
+
+    def loss(parameters, value, inverse):
+        layer = eqx.combine(parameters, static)
+        method = layer.inverse_and_log_det if inverse else layer.transform_and_log_det
+        output, log_det = method(value)
+        return jnp.sum(output**2) + log_det, (output, log_det)
+
+    for inverse in (False, True):
+        gradient_fn = jax.jit(
+            jax.grad(loss, argnums=(0, 1), has_aux=True), static_argnums=2
+        )
+        (gradients, value_gradient), (output, log_det) = gradient_fn(
+            parameters, bijection.center, inverse
+        )
+        np.testing.assert_allclose(output, bijection.center, atol=1e-6)
+        assert jnp.isfinite(log_det)
+        for leaf in [*jax.tree.leaves(gradients), value_gradient]:
+            assert jnp.all(jnp.isfinite(leaf))

@@ -30,11 +30,11 @@ from ._linear import LULinear as LULinear
 from ._linear import TriangularAffine as TriangularAffine
 from ._modulation import Modulated as Modulated
 from ._numerical_inverse import NumericalInverse as NumericalInverse
-from ._radial import Planar as Planar
-from ._radial import Radial as Radial
-from ._radial import RadialConditional as RadialConditional
-from ._radial import RayTransform as RayTransform
-from ._radial import angle_fourier_features as angle_fourier_features
+from ._rays import RadialConditional as RadialConditional
+from ._rays import RayTransform as RayTransform
+from ._rays import angle_fourier_features as angle_fourier_features
+from ._rezende_mohamed import Planar as Planar
+from ._rezende_mohamed import Radial as Radial
 from ._scan import Scan as Scan
 from ._scan import Vmap as Vmap
 from ._splines import RationalQuadraticSpline as RationalQuadraticSpline
