@@ -18,12 +18,8 @@ import numpyro.distributions as dist
 
 from .._bayes import AbstractPrior, bayesian
 from ..priors import init_matched
-from ._conditioners import (
-    AffineModulation,
-    ConcatConditioner,
-    HyperLinear,
-    _last_layer,
-)
+from ._conditioners import AffineModulation, ConcatConditioner, HyperLinear
+from ._shared import last_layer
 
 Prior = dist.Distribution | AbstractPrior | Mapping | Callable
 
@@ -319,7 +315,7 @@ def BayesianHyperLinear(
         layer = bayesian(
             layer,
             _part_matched(n_weight, centred_on_init),
-            where=lambda m: _last_layer(m.generator),
+            where=lambda m: last_layer(m.generator),
         )
     # The rest of the generator (the hidden layers of an MLP generator).
     return bayesian(layer, prior, where=lambda m: m.generator)

@@ -17,7 +17,7 @@ import numpyro.distributions as dist
 
 from .._bayes import bayesian
 from ._bayesian import Prior, _given_or_built, _part_matched, _prior_for
-from ._conditioners import _last_layer
+from ._shared import last_layer
 from ._siren import SIREN, HyperSIREN
 
 
@@ -248,7 +248,7 @@ def _declare_hyper_siren_priors(
             nif = bayesian(
                 nif,
                 part_matched,
-                where=lambda m, index=index: _last_layer(_generators(m)[index]),
+                where=lambda m, index=index: last_layer(_generators(m)[index]),
             )
     # The rest of the generators (the hidden layers of MLP generators).
     nif = bayesian(nif, prior, where=_generators)

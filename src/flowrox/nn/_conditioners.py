@@ -27,6 +27,7 @@ from equinox import AbstractVar
 from jax.typing import ArrayLike
 
 from .._numerics import as_float_array, log_softplus
+from ._shared import apply_linear, last_layer
 
 # `flowrox.bijections.Modulated` wraps `AffineModulation`, so this module
 # imports nothing from `flowrox.bijections`: the two packages load in any order.
@@ -46,10 +47,6 @@ def _check_sizes(owner: str, **sizes: int) -> None:
         )
 
 
-def _last_layer(generator: eqx.nn.Linear | eqx.nn.MLP) -> eqx.nn.Linear:
-    return generator if isinstance(generator, eqx.nn.Linear) else generator.layers[-1]
-
-
 def _linear_from(weight: jax.Array, bias: jax.Array) -> eqx.nn.Linear:
     """An `eqx.nn.Linear` holding the given weight and bias."""
     n_out, n_in = weight.shape
@@ -58,11 +55,6 @@ def _linear_from(weight: jax.Array, bias: jax.Array) -> eqx.nn.Linear:
         lambda: eqx.nn.Linear(n_in, n_out, key=jax.random.key(0))
     )
     return eqx.tree_at(lambda g: (g.weight, g.bias), skeleton, (weight, bias))
-
-
-def _apply_linear(linear: eqx.nn.Linear, x: jax.Array) -> jax.Array:
-    """An `eqx.nn.Linear` (with bias) on the last axis of `x`, any leading axes."""
-    return x @ linear.weight.T + linear.bias
 
 
 class AbstractConditioner(eqx.Module):
@@ -268,7 +260,7 @@ class AffineModulation(AbstractConditioner):
 
     def _raw_and_beta(self, z: ArrayLike) -> tuple[jax.Array, jax.Array]:
         _, z = self._check_inputs(None, z)
-        out = _apply_linear(self.generator, z)
+        out = apply_linear(self.generator, z)
         raw, beta = einops.rearrange(out, "... (two c) -> two ... c", two=2)
         return raw, beta
 
@@ -471,8 +463,8 @@ class HyperLinear(AbstractConditioner):
         features = z
         if isinstance(self.generator, eqx.nn.MLP):
             for layer in self.generator.layers[:-1]:
-                features = self.generator.activation(_apply_linear(layer, features))
-        return features, _last_layer(self.generator)
+                features = self.generator.activation(apply_linear(layer, features))
+        return features, last_layer(self.generator)
 
     def weights(self, z: ArrayLike) -> tuple[jax.Array, jax.Array]:
         """The generated weight and bias of the target layer.
@@ -495,7 +487,7 @@ class HyperLinear(AbstractConditioner):
         """
         _, z = self._check_inputs(None, z)
         features, layer = self._features_and_last_layer(z)
-        flat = _apply_linear(layer, features)
+        flat = apply_linear(layer, features)
         n_weight = self.out_features * self.in_features
         weight = einops.rearrange(
             flat[..., :n_weight], "... (o i) -> ... o i", o=self.out_features

@@ -23,8 +23,7 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from .._tree import buffer
-from ._conditioners import _apply_linear
-from ._fields import check_context, check_width, map_rows
+from ._shared import apply_linear, check_context, check_width, map_rows
 
 
 def _fourier_map(arguments: jax.Array, num_features: int) -> jax.Array:
@@ -148,7 +147,7 @@ class RandomKitchenSinks(eqx.Module):
 
     def __call__(self, x: ArrayLike) -> jax.Array:
         """`(..., in_features)` to `(..., out_features)`."""
-        return _apply_linear(self.readout, self.features(x))
+        return apply_linear(self.readout, self.features(x))
 
 
 @eqx.filter_jit
@@ -386,4 +385,4 @@ class ConditionedRFFNet(eqx.Module):
 
     def __call__(self, x: ArrayLike, z: ArrayLike) -> jax.Array:
         """`(..., in_features)` to `(..., out_features)`; `z` shared or per row."""
-        return _apply_linear(self.readout, self.features(x, z))
+        return apply_linear(self.readout, self.features(x, z))

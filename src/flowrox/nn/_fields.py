@@ -8,7 +8,6 @@ leading shape (the per-sample path).
 
 import abc
 import functools
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -18,64 +17,8 @@ import jax.numpy as jnp
 from equinox import AbstractVar
 from jax.typing import ArrayLike
 
-from ._conditioners import (
-    AbstractConditioner,
-    AffineModulation,
-    HyperLinear,
-    _apply_linear,
-)
-
-
-def check_width(
-    owner: str, name: str, array: ArrayLike, width: int, role: str
-) -> jax.Array:
-    """`array` as an inexact array whose last axis is `width`, or a `ValueError`."""
-    array = jnp.asarray(array)
-    if not jnp.issubdtype(array.dtype, jnp.inexact):
-        array = array.astype(jnp.result_type(float))
-    if array.ndim == 0 or array.shape[-1] != width:
-        raise ValueError(
-            f"{owner}: expected {name} with last axis {width} ({role}), got shape "
-            f"{array.shape}. Layers act on the last axis; leading axes are batch axes."
-        )
-    return array
-
-
-def check_context(
-    owner: str, x: jax.Array, z: ArrayLike, cond_dim: int
-) -> tuple[jax.Array, bool]:
-    """Checks a context against an input; returns it and whether it is shared.
-
-    A context is shared when it is one vector `(cond_dim,)`, and per-sample when
-    it has one row per row of `x`, `x.shape[:-1] + (cond_dim,)`.
-    """
-    z = jnp.asarray(z)
-    if not jnp.issubdtype(z.dtype, jnp.inexact):
-        z = z.astype(jnp.result_type(float))
-    per_sample = (*x.shape[:-1], cond_dim)
-    if z.shape == (cond_dim,):
-        return z, True
-    if z.shape == per_sample:
-        return z, False
-    raise ValueError(
-        f"{owner}: expected z of shape ({cond_dim},) (shared by every row) or "
-        f"{per_sample} (one row per row of x, whose shape is {x.shape}; cond_dim "
-        f"{cond_dim}), got {z.shape}."
-    )
-
-
-def map_rows(function: Callable, array: jax.Array) -> Any:
-    """Applies `function` to every row `(..., n)` of `array` (vmapped, then reshaped).
-
-    `function` takes one vector and returns a pytree of arrays; each output leaf
-    gets the leading axes of `array` back. One vector is passed as it is.
-    """
-    if array.ndim == 1:
-        return function(array)
-    leading = array.shape[:-1]
-    flat = array.reshape(math.prod(leading), array.shape[-1])
-    out = jax.vmap(function)(flat)
-    return jax.tree.map(lambda leaf: leaf.reshape(*leading, *leaf.shape[1:]), out)
+from ._conditioners import AbstractConditioner, AffineModulation, HyperLinear
+from ._shared import apply_linear, check_context, check_width
 
 
 def uniform_linear(
@@ -149,7 +92,7 @@ class AbstractField(eqx.Module):
         h = check_width(type(self).__name__, "x", x, self.in_features, "in_features")
         for layer in self.layers:
             h = layer(h)
-        return _apply_linear(self.readout, h)
+        return apply_linear(self.readout, h)
 
 
 class DenseLayer(eqx.Module):
@@ -189,7 +132,7 @@ class DenseLayer(eqx.Module):
 
     def __call__(self, h: ArrayLike) -> jax.Array:
         """`(..., in_features)` to `(..., out_features)`."""
-        return self.activation(_apply_linear(self.linear, h))
+        return self.activation(apply_linear(self.linear, h))
 
 
 @eqx.filter_jit
@@ -375,4 +318,4 @@ class ConditionedINR(eqx.Module):
             self.inner.layers, self.conditioners, strict=True
         ):
             h = conditioner(layer(h), z)
-        return _apply_linear(self.inner.readout, h)
+        return apply_linear(self.inner.readout, h)

@@ -20,7 +20,8 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from ._conditioners import HyperLinear
-from ._fields import AbstractField, check_context, check_width, map_rows, uniform_linear
+from ._fields import AbstractField, uniform_linear
+from ._shared import check_context, check_width, map_rows
 
 
 def siren_bounds(
