@@ -47,14 +47,18 @@ class AutoFlowGuide(AutoContinuous):
     named `{prefix}_flow/{path}` (see `flowrox.param_module`), plus
     `{prefix}_loc` and `{prefix}_scale`.
 
-    `get_transform(params)` and `get_posterior(params)` return the learned map
-    and distribution, so `numpyro.infer.reparam.NeuTraReparam`, `Predictive`
-    and `sample_posterior` work as with NumPyro's own autoguides.
+    `get_transform(params)` returns the learned map (a `BijectionTransform`)
+    and `get_posterior(params)` the learned distribution (a `flowrox.Flow` over
+    the same map, on the real vectors), so `numpyro.infer.reparam.NeuTraReparam`,
+    `Predictive` and `sample_posterior` work as with NumPyro's own autoguides.
+    The guide's draws carry their log density from the forward pass (see
+    `Flow.sample_with_intermediates`), so SVI never inverts the flow: a flow
+    whose inverse is slow (an IAF) or missing trains at the cost of sampling.
 
     Args:
         model: the NumPyro model.
         flow_fn: `flow_fn(key, dim)` returning a `flowrox.Flow` with event shape
-            `(dim,)` (e.g. `lambda k, d: bnaf_flow(k, d, one_pass="forward")`).
+            `(dim,)` (e.g. `lambda k, d: bnaf_flow(k, d, one_pass="transform")`).
             Default: a rational-quadratic spline coupling flow (`spline_flow`),
             or `coupling_flow` with `transformer` when one is given; for a
             single latent dimension, one spline of 16 bins.
@@ -162,8 +166,8 @@ class AutoFlowGuide(AutoContinuous):
     def get_base_dist(self):
         return self.flow.base_dist
 
-    def _transform(self) -> BijectionTransform:
-        # One transform for the whole map z -> loc + scale * f(z): NeuTra and
+    def _bijection(self) -> Chain:
+        # One bijection for the whole map z -> loc + scale * f(z): NeuTra and
         # NumPyro's ComposeTransform then run the flow once per evaluation.
         flow = param_module(f"{self.prefix}_flow", self.flow)
         loc = numpyro.param(f"{self.prefix}_loc", self._init_latent)
@@ -173,11 +177,20 @@ class AutoFlowGuide(AutoContinuous):
             constraint=constraints.softplus_positive,
         )
         affine = eqx.tree_at(lambda a: a.log_scale, Affine(loc), jnp.log(scale))
-        return BijectionTransform(Chain([flow.bijection, affine]))
+        return Chain([flow.bijection, affine])
 
-    def _get_posterior(self):
-        return dist.TransformedDistribution(self.get_base_dist(), self._transform())
+    def _get_posterior(self) -> Flow:
+        # A Flow's draws carry their density from the forward pass, so the
+        # guide's log density under SVI never inverts the flow.
+        return Flow(
+            self.get_base_dist(), self._bijection(), support=constraints.real_vector
+        )
+
+    def get_posterior(self, params: dict) -> Flow:
+        """The learned distribution of the unconstrained latent vector: a
+        `flowrox.Flow` with the flow's base, over `get_transform`'s map."""
+        return handlers.substitute(self._get_posterior, params)()
 
     def get_transform(self, params: dict) -> BijectionTransform:
         """The learned map from the base to the unconstrained latent vector."""
-        return handlers.substitute(self._transform, params)()
+        return BijectionTransform(handlers.substitute(self._bijection, params)())
