@@ -11,9 +11,10 @@ import pytest
 from numpyro.diagnostics import effective_sample_size
 from numpyro.infer import MCMC, SVI, Trace_ELBO
 
-from flowrox import Flow
-from flowrox.bijections import Affine
+from flowrox import BijectionTransform, Flow
+from flowrox.bijections import Affine, Chain, SinhArcsinh
 from flowrox.infer import AutoFlowGuide, IndependentMetropolis
+from flowrox.infer._target import draw
 
 TARGET = dist.MultivariateNormal(
     jnp.array([1.0, -2.0]), jnp.array([[1.0, 0.6], [0.6, 2.0]])
@@ -146,6 +147,48 @@ def test_the_defensive_proposal_has_the_mixture_density():
     draws = proposal.sample(jax.random.key(0), (200_000,))[:, 0]
     # Variance 0.7 + 0.3 * 6.25 = 2.575.
     np.testing.assert_allclose(draws.var(), 2.575, rtol=0.02)
+
+
+@pytest.mark.parametrize("form", ["flow", "transformed"])
+def test_the_defensive_density_of_a_flow_over_a_shifted_base(form):
+    # The widened component stretches the base about its mean m: for base
+    # N(m, s^2) it is N(m, (w s)^2), then the flow's map applies.
+    mean, sd, fraction, widen = jnp.array([0.5, -1.0]), jnp.array([1.0, 2.0]), 0.3, 3.0
+    base = dist.Normal(mean, sd).to_event(1)
+    bijection = Chain(
+        [
+            Affine(jnp.array([1.0, 2.0]), jnp.array([0.5, 1.5])),
+            SinhArcsinh(jnp.full(2, 0.3), 1.2),
+        ]
+    )
+    flow = Flow(base, bijection)
+    if form == "transformed":
+        flow = dist.TransformedDistribution(base, BijectionTransform(bijection))
+    kernel = IndependentMetropolis(
+        flow, potential_fn=_potential, defensive=fraction, defensive_widen=widen
+    )
+    proposal = kernel._proposal.distribution
+    y = jax.random.normal(jax.random.key(0), (40, 2)) * 3.0
+    x, inverse_log_det = jax.vmap(bijection.inverse_and_log_det)(y)
+    expected = inverse_log_det + jnp.logaddexp(
+        jnp.log(1 - fraction) + dist.Normal(mean, sd).log_prob(x).sum(-1),
+        jnp.log(fraction) + dist.Normal(mean, widen * sd).log_prob(x).sum(-1),
+    )
+    np.testing.assert_allclose(proposal.log_prob(y), expected, rtol=1e-5)
+    # The densities of the kernel's draws, from one pass, are the same function.
+    value, log_q = draw(proposal, jax.random.key(1), (40,))
+    x, inverse_log_det = jax.vmap(bijection.inverse_and_log_det)(value)
+    expected = inverse_log_det + jnp.logaddexp(
+        jnp.log(1 - fraction) + dist.Normal(mean, sd).log_prob(x).sum(-1),
+        jnp.log(fraction) + dist.Normal(mean, widen * sd).log_prob(x).sum(-1),
+    )
+    np.testing.assert_allclose(log_q, expected, rtol=1e-4, atol=1e-4)
+    # The base draws: mean m, variance (0.7 + 0.3 * 9) s^2 = 3.4 s^2.
+    base_draws = jax.vmap(bijection.inverse)(
+        proposal.sample(jax.random.key(2), (200_000,))
+    )
+    np.testing.assert_allclose(base_draws.mean(0), mean, atol=0.03)
+    np.testing.assert_allclose(base_draws.var(0), 3.4 * sd**2, rtol=0.02)
 
 
 def test_bad_arguments_are_named():

@@ -1,13 +1,13 @@
 """`IndependentMetropolis`: an MCMC kernel that proposes from a flow."""
 
-import math
 from collections.abc import Callable
-from typing import ClassVar, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpyro.distributions as dist
 from numpyro.distributions import Distribution, TransformedDistribution
+from numpyro.distributions.transforms import AffineTransform
 from numpyro.infer.autoguide import AutoContinuous
 from numpyro.infer.initialization import init_to_uniform
 from numpyro.infer.mcmc import MCMCKernel
@@ -17,32 +17,24 @@ from ..distributions import Flow
 from ._target import Proposal, draw, finite_or, model_potential, proposal_from
 
 
-class _Widened(Distribution):
-    """The base distribution of a flow, stretched by `factor` about zero."""
-
-    arg_constraints: ClassVar[dict] = {}
-    pytree_data_fields = ("base", "factor")
-
-    def __init__(self, base: Distribution, factor: float):
-        self.base = base
-        self.factor = factor
-        super().__init__(base.batch_shape, base.event_shape)
-
-    @property
-    def support(self):
-        return self.base.support
-
-    def sample(self, key, sample_shape=()):
-        return self.factor * self.base.sample(key, sample_shape)
-
-    def log_prob(self, value):
-        size = math.prod(self.event_shape)
-        return self.base.log_prob(value / self.factor) - size * jnp.log(self.factor)
+def _widened(base: Distribution, factor: float) -> TransformedDistribution:
+    """`base` stretched by `factor` about its mean (about zero where it has no
+    finite mean): NumPyro's affine map `x -> m + factor (x - m)`, whose density
+    is exact."""
+    try:
+        location = jnp.broadcast_to(base.mean, base.shape())
+    except NotImplementedError:
+        location = jnp.zeros(base.shape())
+    location = jnp.where(jnp.isfinite(location), location, 0.0)
+    return TransformedDistribution(
+        base, AffineTransform((1.0 - factor) * location, factor)
+    )
 
 
 def _defensive(owner: str, proposal: Distribution, fraction, widen: float):
     """The proposal with its base replaced by (1 - fraction) base + fraction
-    (base stretched by `widen`); `fraction=None`: 0.1 for flows, else none."""
+    (base stretched by `widen` about its mean); `fraction=None`: 0.1 for
+    flows, else none."""
     is_flow = isinstance(proposal, Flow | TransformedDistribution)
     if fraction is None:
         fraction = 0.1 if is_flow else 0.0
@@ -67,9 +59,13 @@ def _defensive(owner: str, proposal: Distribution, fraction, widen: float):
         )
     base = proposal.base_dist
     mixing = dist.Categorical(probs=jnp.array([1.0 - fraction, fraction]))
-    mixture = dist.MixtureGeneral(mixing, [base, _Widened(base, widen)])
+    mixture = dist.MixtureGeneral(
+        mixing, [base, _widened(base, widen)], support=base.support
+    )
     if isinstance(proposal, Flow):
-        return Flow(mixture, proposal.bijection, proposal.condition)
+        return Flow(
+            mixture, proposal.bijection, proposal.condition, support=proposal.support
+        )
     return TransformedDistribution(mixture, proposal.transforms)
 
 
@@ -109,9 +105,9 @@ class IndependentMetropolis(MCMCKernel):
     Where $w$ is large the chain sticks: one draw far in a tail can hold it for
     hundreds of steps. So for a flow or guide the proposal is by default a
     *defensive mixture*: a share `defensive` of the draws come from the flow
-    with its base stretched by `defensive_widen`, and $q$ is the mixture's
-    exact density. This bounds $w$ in the tails for about a tenth of the
-    acceptance rate. Pass `defensive=0` to propose from the flow alone.
+    with its base stretched by `defensive_widen` about the base's mean (an
+    `AffineTransform` of it), and $q$ is the mixture's exact density. This
+    bounds $w$ in the tails for about a tenth of the acceptance rate. Pass `defensive=0` to propose from the flow alone.
 
     Runs under `numpyro.infer.MCMC` with `chain_method="sequential"` or
     `"parallel"`. Pass `extra_fields=("accept_prob", "accepted")` to
