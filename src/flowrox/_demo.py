@@ -20,8 +20,8 @@ from .bijections import Affine, Chain, Permute, Scan
 from .distributions import Flow
 from .flows import masked_autoregressive_flow, spline_flow
 from .infer import AutoFlowGuide, StickingTheLandingELBO, importance_diagnostics
-from .nn import HyperSIREN, fit_function_prior
-from .train import fit_to_data
+from .nn import HyperSIREN
+from .train import fit_function_prior, fit_to_data
 
 
 def _layer(key):

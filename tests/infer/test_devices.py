@@ -1,4 +1,4 @@
-"""Data-parallel training and parallel chains on 2 forced CPU devices."""
+"""SVI on sharded data and parallel chains on 2 forced CPU devices."""
 
 import os
 import pathlib

@@ -16,6 +16,8 @@ from numpyro.handlers import replay, seed, substitute, trace
 from numpyro.infer.elbo import ELBO
 from numpyro.infer.util import compute_log_probs
 
+from ..train import sticking_the_landing
+
 __all__ = ["ForwardKL", "StickingTheLandingELBO"]
 
 
@@ -93,11 +95,8 @@ class StickingTheLandingELBO(ELBO):
         super().__init__(num_particles, vectorize_particles)
 
     def loss(self, rng_key, param_map, model, guide, *args, **kwargs):
-        frozen = jax.lax.stop_gradient(param_map)
-
-        def particle(key):
-            keys = jax.random.split(key)
-            sites = _draws(guide, keys[1], param_map, args, kwargs)
+        def draw(params, key):
+            sites = _draws(guide, key, params, args, kwargs)
             for name, site in sites.items():
                 if not site["fn"].has_rsample:
                     raise ValueError(
@@ -106,11 +105,20 @@ class StickingTheLandingELBO(ELBO):
                         f"{type(site['fn']).__name__}, which has no rsample. Use "
                         "numpyro.infer.Trace_ELBO (or TraceGraph_ELBO) for it."
                     )
-            draws = {name: site["value"] for name, site in sites.items()}
+            return {name: site["value"] for name, site in sites.items()}
+
+        def particle(key):
+            keys = jax.random.split(key)
+
+            def log_densities(guide_params, draws):
+                return _log_densities(
+                    model, guide, keys, draws, args, kwargs, guide_params, param_map
+                )
+
             # The guide's density at its own draws, with the parameters fixed:
             # gradients reach it only through the draws.
-            log_p, log_q = _log_densities(
-                model, guide, keys, draws, args, kwargs, frozen, param_map
+            _, (log_p, log_q) = sticking_the_landing(
+                draw, log_densities, param_map, keys[1]
             )
             return log_p - log_q
 

@@ -5,9 +5,6 @@ from ._bayesian import BayesianConcatConditioner as BayesianConcatConditioner
 from ._bayesian import BayesianHyperLinear as BayesianHyperLinear
 from ._bayesian_fields import BayesianHyperSIREN as BayesianHyperSIREN
 from ._bayesian_fields import BayesianSIREN as BayesianSIREN
-from ._composites import FunctionPrior as FunctionPrior
-from ._composites import fit_function_prior as fit_function_prior
-from ._composites import function_prior_loss as function_prior_loss
 from ._conditioners import AbstractConditioner as AbstractConditioner
 from ._conditioners import AffineModulation as AffineModulation
 from ._conditioners import ConcatConditioner as ConcatConditioner
@@ -43,7 +40,6 @@ __all__ = [
     "ConditionedRFFNet",
     "DenseLayer",
     "FiLM",
-    "FunctionPrior",
     "HyperFourierFeatures",
     "HyperLinear",
     "HyperSIREN",
@@ -51,7 +47,18 @@ __all__ = [
     "RBFFourierFeatures",
     "RandomKitchenSinks",
     "SineLayer",
-    "fit_function_prior",
-    "function_prior_loss",
     "siren_bounds",
 ]
+
+#: Names that moved to `flowrox.train`, the layer above nn that holds the loops.
+_MOVED_TO_TRAIN = ("FunctionPrior", "fit_function_prior", "function_prior_loss")
+
+
+def __getattr__(name: str):
+    if name in _MOVED_TO_TRAIN:
+        raise AttributeError(
+            f"flowrox.nn.{name} has moved to flowrox.train.{name}, next to the "
+            f"other training loops; import it with `from flowrox.train import "
+            f"{name}`."
+        )
+    raise AttributeError(f"module 'flowrox.nn' has no attribute {name!r}")

@@ -1,4 +1,4 @@
-"""Training loops: exact optima, NaN handling, early stopping, frozen leaves."""
+"""fit_to_data: exact optima, NaN handling, early stopping, frozen leaves."""
 
 import jax
 import jax.numpy as jnp
@@ -8,36 +8,11 @@ import pytest
 
 from flowrox import Flow
 from flowrox.bijections import Affine, Chain, Permute, RationalQuadraticSpline
-from flowrox.train import fit_to_data, fit_to_density
+from flowrox.train import fit_to_data
 from tests.helpers import ConditionalAffine
 
 
-def test_fit_to_density_reaches_the_exact_gaussian_with_stick_the_landing():
-    target = dist.MultivariateNormal(
-        jnp.array([1.0, -1.0]), jnp.array([[1.0, 0.0], [0.0, 0.25]])
-    )
-    flow = Flow(dist.Normal(0.0, 1.0), Affine(jnp.zeros(2)))
-    trained, losses = fit_to_density(
-        jax.random.key(0),
-        flow,
-        target.log_prob,
-        learning_rate=0.03,
-        steps=600,
-        stick_the_landing=True,
-        progress=False,
-    )
-    np.testing.assert_allclose(trained.bijection.loc, [1.0, -1.0], atol=0.02)
-    np.testing.assert_allclose(trained.bijection.scale, [1.0, 0.5], rtol=0.02)
-    # At the optimum the reverse KL (loss + log Z, log Z = 0 here) vanishes.
-    assert abs(np.mean(losses[-50:])) < 5e-3
-
-
 def test_nan_loss_stops_with_an_error_naming_the_step():
-    flow = Flow(dist.Normal(0.0, 1.0), Affine(0.0, 1.0))
-    with pytest.raises(
-        FloatingPointError, match=r"fit_to_density: the loss became nan at step 0"
-    ):
-        fit_to_density(jax.random.key(0), flow, jnp.log, steps=5, progress=False)
     data = jnp.ones((100, 1)).at[3, 0].set(jnp.inf)
     flow = Flow(dist.Normal(0.0, 1.0), Affine(jnp.zeros(1)))
     with pytest.raises(
@@ -98,6 +73,21 @@ def test_non_trainable_leaves_stay_fixed():
         np.testing.assert_array_equal(before, after)
     assert not jnp.allclose(trained.bijection.bijections[0].loc, 0.0)
     assert not jnp.allclose(trained_spline.parameters, 0.0)
+
+
+def test_a_one_device_mesh_gives_the_plain_result():
+    data = 1.0 + jax.random.normal(jax.random.key(0), (200, 2))
+    flow = Flow(dist.Normal(0.0, 1.0), Affine(jnp.zeros(2)))
+    options = dict(steps=12, batch_size=32, patience=None, progress=False)
+    plain, plain_losses = fit_to_data(jax.random.key(1), flow, data, **options)
+    mesh = jax.make_mesh((1,), ("data",))
+    meshed, meshed_losses = fit_to_data(
+        jax.random.key(1), flow, data, mesh=mesh, **options
+    )
+    np.testing.assert_allclose(meshed.bijection.loc, plain.bijection.loc, rtol=1e-6)
+    np.testing.assert_allclose(meshed_losses["val"], plain_losses["val"], rtol=1e-6)
+    with pytest.raises(ValueError, match=r"mesh has axes \('data',\); got axis='x'"):
+        fit_to_data(jax.random.key(1), flow, data, mesh=mesh, data_axis="x")
 
 
 @pytest.mark.slow

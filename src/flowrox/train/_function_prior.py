@@ -21,10 +21,13 @@ from typing import NamedTuple
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
 import numpyro.distributions as dist
 import optax
 from jax.typing import ArrayLike
+
+from ._core import compile_step, default_optimizer, run_steps, trainable_filter
+
+__all__ = ["FunctionPrior", "fit_function_prior", "function_prior_loss"]
 
 
 class FunctionPrior(NamedTuple):
@@ -105,7 +108,7 @@ def function_prior_loss(
     Examples:
         >>> import jax
         >>> import jax.numpy as jnp
-        >>> from flowrox.nn import function_prior_loss
+        >>> from flowrox.train import function_prior_loss
         >>> def decoder(x, z):
         ...     return x * z
         >>> def encoder(y):  # q(z | y) = N(0, 1): no KL, and z drops out at x = 0
@@ -163,14 +166,16 @@ def fit_function_prior(
     optimizer: optax.GradientTransformation | None = None,
     encoder: Callable | None = None,
     encoder_width: int = 64,
+    progress: bool = False,
 ) -> FunctionPrior:
     r"""Trains a conditional field as the decoder of a prior over functions.
 
     Maximises the ELBO of $z_n \sim \mathcal N(0, I)$,
     $y_n \sim \mathcal N(f(x, z_n), \sigma^2 I)$ (see `function_prior_loss`)
     over the decoder $f$ and an encoder $q(z \mid y_n)$, on minibatches of
-    `batch_size` functions drawn at random each step; all steps run in one
-    compiled `lax.scan`. The KL term pulls the codes of the training functions
+    `batch_size` functions drawn at random each step. One step is compiled
+    once and reused; only trainable leaves change (see `trainable_filter`:
+    buffers stay as they are). The KL term pulls the codes of the training functions
     towards $\mathcal N(0, I)$, so that draws from the prior decode to members
     of the family. Give many functions: the encoder and decoder generalise to
     functions never seen only as far as the training functions cover the
@@ -188,14 +193,16 @@ def fit_function_prior(
             are not told apart.
         steps: the number of optimizer steps.
         batch_size: functions per step.
-        learning_rate: the peak learning rate of the default optimizer (Adam
-            with gradient clipping, a linear warm-up over the first tenth of the
-            steps, then cosine decay).
+        learning_rate: the peak learning rate of the default optimizer
+            (`default_optimizer(learning_rate, steps=steps)`: Adam with gradient
+            clipping, a linear warm-up over the first tenth of the steps, then
+            cosine decay).
         optimizer: an optax optimizer instead of the default.
         encoder: a module mapping `(n_points * out_features,)` to
             `(2 * cond_dim,)` (location, then log scale); default: an MLP with
             two tanh hidden layers of width `encoder_width`.
         encoder_width: the default encoder's width.
+        progress: show a tqdm progress bar with the current loss.
 
     Returns:
         A `FunctionPrior` with the trained decoder and encoder and the losses.
@@ -203,7 +210,8 @@ def fit_function_prior(
     Examples:
         >>> import jax
         >>> import jax.numpy as jnp
-        >>> from flowrox.nn import SIREN, ConditionedINR, fit_function_prior
+        >>> from flowrox.nn import SIREN, ConditionedINR
+        >>> from flowrox.train import fit_function_prior
         >>> x = jnp.linspace(-1.0, 1.0, 16)[:, None]
         >>> slopes = jax.random.normal(jax.random.key(0), (64, 1, 1))
         >>> decoder = ConditionedINR(
@@ -231,40 +239,28 @@ def fit_function_prior(
             key=encoder_key,
         )
     if optimizer is None:
-        schedule = optax.warmup_cosine_decay_schedule(
-            0.0, learning_rate, steps // 10, steps
-        )
-        optimizer = optax.chain(optax.clip_by_global_norm(10.0), optax.adam(schedule))
-    parameters, static = eqx.partition((decoder, encoder), eqx.is_inexact_array)
+        optimizer = default_optimizer(learning_rate, steps=steps)
+    modules = (decoder, encoder)
+    parameters, static = eqx.partition(modules, trainable_filter(modules))
 
-    def loss(parameters, key):
+    def loss(parameters, static, batch):
+        x, y, key = batch
         batch_key, noise_key = jax.random.split(key)
         rows = jax.random.randint(batch_key, (batch_size,), 0, n_functions)
         decoder, encoder = eqx.combine(parameters, static)
         return function_prior_loss(decoder, encoder, x, y[rows], noise, noise_key)
 
-    def step(carry, key):
-        parameters, state = carry
-        value, grads = jax.value_and_grad(loss)(parameters, key)
-        updates, state = optimizer.update(grads, state, parameters)
-        return (optax.apply_updates(parameters, updates), state), value
-
-    @jax.jit
-    def train(parameters, key):
-        carry = (parameters, optimizer.init(parameters))
-        (parameters, _), losses = jax.lax.scan(
-            step, carry, jax.random.split(key, steps)
-        )
-        return parameters, losses
-
-    parameters, losses = train(parameters, key)
-    finite = np.isfinite(np.asarray(losses))
-    if not finite.all():
-        first = int(np.argmin(finite))
-        raise FloatingPointError(
-            f"fit_function_prior: the loss became {float(losses[first])} at step "
-            f"{first}. Lower the learning rate, raise the noise, or check y for "
-            "infinite values."
-        )
+    parameters, _, losses = run_steps(
+        compile_step(loss, static, optimizer),
+        parameters,
+        optimizer.init(parameters),
+        # The family enters the compiled step as an argument, not a constant.
+        ((x, y, step_key) for step_key in jax.random.split(key, steps)),
+        owner="fit_function_prior",
+        inputs="y",
+        remedy="A larger noise= also steadies the fit.",
+        progress=progress,
+        total=steps,
+    )
     decoder, encoder = eqx.combine(parameters, static)
-    return FunctionPrior(decoder, encoder, losses)
+    return FunctionPrior(decoder, encoder, jnp.asarray(losses))
