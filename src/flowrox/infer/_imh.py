@@ -107,7 +107,8 @@ class IndependentMetropolis(MCMCKernel):
     *defensive mixture*: a share `defensive` of the draws come from the flow
     with its base stretched by `defensive_widen` about the base's mean (an
     `AffineTransform` of it), and $q$ is the mixture's exact density. This
-    bounds $w$ in the tails for about a tenth of the acceptance rate. Pass `defensive=0` to propose from the flow alone.
+    bounds $w$ in the tails for about a tenth of the acceptance rate. Pass
+    `defensive=0` to propose from the flow alone.
 
     Runs under `numpyro.infer.MCMC` with `chain_method="sequential"` or
     `"parallel"`. Pass `extra_fields=("accept_prob", "accepted")` to
