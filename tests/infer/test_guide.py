@@ -68,7 +68,7 @@ def test_the_guide_starts_at_the_initial_point_with_the_initial_scale():
 
 def small_iaf(key, dim):
     """A small affine IAF for guides of the conjugate models."""
-    return masked_autoregressive_flow(key, dim, layers=2, hidden=8, one_pass="forward")
+    return masked_autoregressive_flow(key, dim, layers=2, hidden=8, one_pass="transform")
 
 
 @pytest.mark.slow
@@ -78,7 +78,7 @@ def small_iaf(key, dim):
         None,
         pytest.param(small_iaf, id="iaf"),
         pytest.param(
-            lambda key, dim: bnaf_flow(key, dim, hidden=4, one_pass="forward"),
+            lambda key, dim: bnaf_flow(key, dim, hidden=4, one_pass="transform"),
             id="bnaf",
         ),
     ],
