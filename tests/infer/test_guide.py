@@ -68,7 +68,9 @@ def test_the_guide_starts_at_the_initial_point_with_the_initial_scale():
 
 def small_iaf(key, dim):
     """A small affine IAF for guides of the conjugate models."""
-    return masked_autoregressive_flow(key, dim, layers=2, hidden=8, one_pass="transform")
+    return masked_autoregressive_flow(
+        key, dim, layers=2, hidden=8, one_pass="transform"
+    )
 
 
 @pytest.mark.slow
