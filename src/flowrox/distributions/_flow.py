@@ -270,7 +270,9 @@ class Flow(_KeyedDistribution):
             )
         return Flow(self.base_dist, self.bijection, condition, support=self._support)
 
-    def log_prob(self, value, intermediates=None) -> jax.Array:
+    def log_prob(
+        self, value: ArrayLike, intermediates: list | None = None
+    ) -> jax.Array:
         """Log density: `(*sample, *batch, *event)` -> `(*sample, *batch)`.
 
         Args:
