@@ -1,5 +1,10 @@
 """Test-only bijections and checks shared by the test modules."""
 
+import os
+import pathlib
+import subprocess
+import sys
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -73,3 +78,27 @@ def random_normal(key, shape, scale=1.0):
 def random_positive(key, shape, spread=0.5):
     """Random positive parameters for the registry factories."""
     return jnp.exp(spread * jax.random.normal(key, shape))
+
+
+ROOT = pathlib.Path(__file__).parents[1]
+
+
+def run_on_two_devices(script: pathlib.Path) -> None:
+    """Runs `script` in its own process with 2 forced CPU devices.
+
+    XLA_FLAGS must be set before jax starts, so a multi-device check runs in a
+    process of its own; the script asserts internally and prints
+    "two devices agree with one" as its last line on success.
+    """
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    completed = subprocess.run(
+        [sys.executable, str(script)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    assert completed.stdout.strip().endswith("two devices agree with one")
