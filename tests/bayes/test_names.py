@@ -213,3 +213,25 @@ def test_sample_module_inside_a_data_plate_is_refused():
 
     with pytest.raises(ValueError, match=r"inside the plate\(s\) \['data'\]"):
         handlers.trace(handlers.seed(model, 0)).get_trace()
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda module: module(jnp.ones(3)),  # x @ weight.T inside Linear
+        lambda module: module.weight + 1.0,
+        lambda module: jnp.asarray(module.weight),
+        lambda module: module.weight[0],
+    ],
+)
+def test_a_bayesian_module_used_before_sampling_says_to_sample_it(call):
+    linear = flowrox.bayesian(
+        eqx.nn.Linear(3, 2, key=jax.random.key(0)), dist.Normal(0.0, 1.0)
+    )
+    with pytest.raises(TypeError, match=r"random marker made by flowrox.bayesian"):
+        call(linear)
+    with pytest.raises(TypeError, match=r"flowrox.sample_module\(name, module\)"):
+        call(linear)
+    # The module the bridge returns computes as the plain module does.
+    sampled = flowrox.sample_module("linear", linear, rng_key=jax.random.key(1))
+    assert sampled(jnp.ones(3)).shape == (2,)

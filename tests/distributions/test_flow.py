@@ -570,3 +570,14 @@ def test_log_prob_rejects_foreign_intermediates():
         flow.log_prob(y, [y, y])
     # An empty list, as NumPyro records at observed sites, runs the inverse.
     np.testing.assert_allclose(flow.log_prob(y, []), flow.log_prob(y), rtol=1e-6)
+
+
+def test_sample_with_a_shape_where_the_key_goes_says_how_to_call_it():
+    flow = Flow(dist.Normal(0.0, 1.0), Affine(jnp.zeros(2)))
+    with pytest.raises(TypeError, match=r"expected a random key .* got \(5,\)"):
+        flow.sample((5,))
+    with pytest.raises(TypeError, match=r"flow.sample\(jax.random.key\(0\), \(5,\)\)"):
+        flow.sample_and_log_prob(5)
+    # Typed and raw keys both draw.
+    assert flow.sample(jax.random.key(0), (3,)).shape == (3, 2)
+    assert flow.sample(jax.random.PRNGKey(0), (3,)).shape == (3, 2)

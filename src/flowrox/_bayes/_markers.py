@@ -48,6 +48,27 @@ class RandomLeaf(AbstractMarker):
     prior: Distribution | AbstractPrior
     value: jax.Array
 
+    def _used_before_sampling(self, *args, **kwargs):
+        del args, kwargs
+        raise TypeError(
+            f"a leaf of shape {tuple(self.value.shape)} is a random marker made by "
+            "flowrox.bayesian (its prior, not yet a value), so the module cannot "
+            "compute with it. Call module = flowrox.sample_module(name, module) "
+            "inside the NumPyro model (or pass rng_key= to draw from the priors) "
+            "and call the module it returns; or use flowrox.param_module(name, "
+            "module) to learn the leaves, or flowrox.deterministic(module) for "
+            "their initial values."
+        )
+
+    # Any arithmetic or array conversion of a marker is a module used before
+    # sample_module: say so, instead of "unsupported operand type(s)".
+    __jax_array__ = __array__ = __float__ = __int__ = __index__ = _used_before_sampling
+    __neg__ = __pos__ = __abs__ = __getitem__ = _used_before_sampling
+    __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = _used_before_sampling
+    __matmul__ = __rmatmul__ = __truediv__ = __rtruediv__ = __pow__ = __rpow__ = (
+        _used_before_sampling
+    )
+
 
 def _check_prior_shape(prior, info: LeafInfo, shape: tuple[int, ...]) -> None:
     if isinstance(prior, AbstractPrior):

@@ -63,6 +63,15 @@ class _Frozen:
         )
 
 
+def _is_key(key) -> bool:
+    """A typed key (`jax.random.key`) or a raw one (`jax.random.PRNGKey`)."""
+    if not hasattr(key, "dtype") or not hasattr(key, "shape"):
+        return False
+    if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+        return True
+    return key.dtype == jnp.uint32 and tuple(key.shape[-1:]) == (2,)
+
+
 def _base_with_event_shape(base_dist: Distribution, shape: tuple[int, ...]):
     """The base distribution with event shape `shape`, expanding a scalar base."""
     if tuple(base_dist.event_shape) == shape:
@@ -294,9 +303,19 @@ class Flow(_KeyedDistribution):
         x, log_det = self._map("inverse_and_log_det", value)
         return self.base_dist.log_prob(x) + log_det
 
+    def _base_draws(self, owner: str, key, sample_shape) -> jax.Array:
+        """The base's draws, after checking that `key` is a random key."""
+        if not _is_key(key):
+            raise TypeError(
+                f"{owner} expected a random key as its first argument, got "
+                f"{key!r}. The sample shape goes second: "
+                "flow.sample(jax.random.key(0), (5,))."
+            )
+        return self.base_dist.sample(key, tuple(sample_shape))
+
     def sample(self, key, sample_shape=()) -> jax.Array:
         """Draws samples of shape `(*sample_shape, *batch_shape, *event_shape)`."""
-        z = self.base_dist.sample(key, tuple(sample_shape))
+        z = self._base_draws("Flow.sample", key, sample_shape)
         return self._map("transform_and_log_det", z)[0]
 
     def sample_with_intermediates(
@@ -324,7 +343,7 @@ class Flow(_KeyedDistribution):
             `(y, [log_prob])` with shapes `(*sample_shape, *batch, *event)` and
             `(*sample_shape, *batch)`.
         """
-        z = self.base_dist.sample(key, tuple(sample_shape))
+        z = self._base_draws("Flow.sample_with_intermediates", key, sample_shape)
         base_log_prob = self.base_dist.log_prob(z)
         y, log_det = self._map("transform_and_log_det", z)
         return y, [base_log_prob - log_det]
