@@ -75,7 +75,9 @@ def test_a_guide_that_cannot_be_reparameterised_is_refused():
     [None, pytest.param(small_iaf, id="iaf")],
 )
 def test_flow_guides_land_on_the_conjugate_posterior(flow_fn):
-    guide = AutoFlowGuide(normal_model, flow_fn, layers=2, hidden=16)
+    # The default flow's size keywords only go with the default flow.
+    sizes = dict(layers=2, hidden=16) if flow_fn is None else {}
+    guide = AutoFlowGuide(normal_model, flow_fn, **sizes)
     schedule = optax.cosine_decay_schedule(1e-2, 2000, 0.05)
     svi = SVI(normal_model, guide, optax.adam(schedule), StickingTheLandingELBO(8))
     result = svi.run(jax.random.key(0), 2000, progress_bar=False)
