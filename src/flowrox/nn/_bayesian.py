@@ -19,7 +19,7 @@ import numpyro.distributions as dist
 from .._bayes import AbstractPrior, bayesian
 from ..priors import init_matched
 from ._conditioners import AffineModulation, ConcatConditioner, HyperLinear
-from ._shared import last_layer
+from ._shared import last_layer, refuse_scope_name
 
 Prior = dist.Distribution | AbstractPrior | Mapping | Callable
 
@@ -140,6 +140,8 @@ def BayesianConcatConditioner(
     Sites: `{name}/linear.weight` and `{name}/linear.bias`. Either builds a new
     layer, or wraps a given (trained) one: `BayesianConcatConditioner(layer,
     centred_on_init=True)` centres the priors on its weights.
+    `BayesianConcatConditioner.init(num_features, cond_dim, prior_std=1.0)`
+    builds it from pyrox's arguments (`Normal(0, prior_std)` on both leaves).
 
     Args:
         num_features: the width of `h` and of the output; or an existing
@@ -197,7 +199,8 @@ def BayesianAffineModulation(
     the raw generator output induces the prior on $\gamma(z)$ and $\beta(z)$
     through the chosen `gamma_activation`. With `centred_on_init=True` the
     prior is centred on the identity layer, or, for a given (trained) layer,
-    on its generator.
+    on its generator. `BayesianAffineModulation.init(num_features, cond_dim,
+    gamma_activation=..., prior_std=1.0)` builds it from pyrox's arguments.
 
     Args:
         num_features: the width of `h` and of the output; or an existing
@@ -319,3 +322,116 @@ def BayesianHyperLinear(
         )
     # The rest of the generator (the hidden layers of an MLP generator).
     return bayesian(layer, prior, where=lambda m: m.generator)
+
+
+# pyrox's Bayesian conditioners draw every weight from the prior and take no key;
+# their `init` builders below give the same priors. The key, when given, sets
+# only the initial values (where `flowrox.init_to_module` starts a chain).
+
+
+def _key_or_default(key: jax.Array | None) -> jax.Array:
+    return jax.random.key(0) if key is None else key
+
+
+def _concat_init(
+    num_features: int,
+    cond_dim: int,
+    *,
+    prior_std: float = 1.0,
+    pyrox_name: str | None = None,
+    key: jax.Array | None = None,
+) -> ConcatConditioner:
+    """`BayesianConcatConditioner` from pyrox's arguments.
+
+    pyrox's `prior_std` is the scale of the Normal priors on the projection's
+    weight and bias: `BayesianConcatConditioner.init(C, K, prior_std=s)` is
+    `BayesianConcatConditioner(C, K, key=key, prior_scale=s)`, sites
+    `{name}/linear.weight` and `{name}/linear.bias`. pyrox takes no key (its
+    weights come from the prior); `key` (default `jax.random.key(0)`) sets only
+    the initial values. `pyrox_name` is refused unless it is None.
+
+    Examples:
+        >>> import jax
+        >>> import numpyro.distributions as dist
+        >>> from flowrox.nn import BayesianConcatConditioner
+        >>> layer = BayesianConcatConditioner.init(8, 4, prior_std=0.5)
+        >>> prior = layer.linear.weight.prior
+        >>> isinstance(prior, dist.Normal), float(prior.scale)
+        (True, 0.5)
+    """
+    refuse_scope_name("BayesianConcatConditioner.init", pyrox_name)
+    return BayesianConcatConditioner(
+        num_features, cond_dim, key=_key_or_default(key), prior_scale=prior_std
+    )
+
+
+def _affine_modulation_init(
+    num_features: int,
+    cond_dim: int,
+    *,
+    gamma_activation: str = "one_plus_tanh",
+    prior_std: float = 1.0,
+    pyrox_name: str | None = None,
+    key: jax.Array | None = None,
+) -> AffineModulation:
+    """`BayesianAffineModulation` from pyrox's arguments.
+
+    `BayesianAffineModulation.init(C, K, gamma_activation=a, prior_std=s)` is
+    `BayesianAffineModulation(C, K, key=key, prior_scale=s, gamma_activation=a)`:
+    `Normal(0, s)` on the generator's weight and bias (sites
+    `{name}/generator.weight`, `{name}/generator.bias`). `key` (default
+    `jax.random.key(0)`) sets only the initial values; `pyrox_name` is refused
+    unless it is None.
+
+    Examples:
+        >>> import jax
+        >>> import jax.numpy as jnp
+        >>> import flowrox
+        >>> from flowrox.nn import BayesianAffineModulation
+        >>> film = BayesianAffineModulation.init(8, 4, gamma_activation="exp")
+        >>> drawn = flowrox.sample_module("film", film, rng_key=jax.random.key(1))
+        >>> drawn(jnp.ones((5, 8)), jnp.ones(4)).shape, drawn.gamma_activation
+        ((5, 8), 'exp')
+    """
+    refuse_scope_name("BayesianAffineModulation.init", pyrox_name)
+    return BayesianAffineModulation(
+        num_features,
+        cond_dim,
+        key=_key_or_default(key),
+        prior_scale=prior_std,
+        gamma_activation=gamma_activation,
+    )
+
+
+def _hyper_linear_init(
+    target_in: int,
+    target_out: int,
+    cond_dim: int,
+    *,
+    prior_std: float = 1.0,
+    pyrox_name: str | None = None,
+    key: jax.Array | None = None,
+) -> HyperLinear:
+    """`BayesianHyperLinear` from pyrox's arguments.
+
+    `BayesianHyperLinear.init(target_in=C_in, target_out=C, cond_dim=K,
+    prior_std=s)` is `BayesianHyperLinear(C_in, C, K, key=key, prior_scale=s)`:
+    `Normal(0, s)` on the generator only, whose weight holds
+    $K (C C_\text{in} + C)$ numbers. `key` (default `jax.random.key(0)`) sets
+    only the initial values; `pyrox_name` is refused unless it is None.
+
+    Examples:
+        >>> from flowrox.nn import BayesianHyperLinear
+        >>> hyper = BayesianHyperLinear.init(target_in=4, target_out=8, cond_dim=3)
+        >>> hyper.generator.weight.value.shape  # K x (C C_in + C), transposed
+        (40, 3)
+    """
+    refuse_scope_name("BayesianHyperLinear.init", pyrox_name)
+    return BayesianHyperLinear(
+        target_in, target_out, cond_dim, key=_key_or_default(key), prior_scale=prior_std
+    )
+
+
+BayesianConcatConditioner.init = _concat_init
+BayesianAffineModulation.init = _affine_modulation_init
+BayesianHyperLinear.init = _hyper_linear_init

@@ -27,7 +27,7 @@ from equinox import AbstractVar
 from jax.typing import ArrayLike
 
 from .._numerics import as_float_array, log_softplus
-from ._shared import apply_linear, last_layer
+from ._shared import apply_linear, last_layer, refuse_scope_name
 
 # `flowrox.bijections.Modulated` wraps `AffineModulation`, so this module
 # imports nothing from `flowrox.bijections`: the two packages load in any order.
@@ -165,6 +165,34 @@ class ConcatConditioner(AbstractConditioner):
             self.num_features + self.cond_dim, self.num_features, key=key
         )
 
+    @classmethod
+    def init(
+        cls,
+        num_features: int,
+        cond_dim: int,
+        *,
+        key: jax.Array,
+        pyrox_name: str | None = None,
+    ) -> "ConcatConditioner":
+        """Builds the layer from pyrox's arguments (pyrox's `ConcatConditioner.init`).
+
+        The arguments mean what they mean in the constructor:
+        `ConcatConditioner.init(C, K, key=key)` is `ConcatConditioner(C, K, key=key)`.
+        `pyrox_name` has no counterpart (sites are named by
+        `flowrox.sample_module`) and is refused unless it is None.
+
+        Examples:
+            >>> import jax
+            >>> import jax.numpy as jnp
+            >>> from flowrox.nn import ConcatConditioner
+            >>> key = jax.random.key(0)
+            >>> layer = ConcatConditioner.init(num_features=8, cond_dim=4, key=key)
+            >>> layer(jnp.ones((5, 8)), jnp.ones((5, 4))).shape
+            (5, 8)
+        """
+        refuse_scope_name("ConcatConditioner.init", pyrox_name)
+        return cls(num_features, cond_dim, key=key)
+
     def __call__(self, h: ArrayLike, z: ArrayLike) -> jax.Array:
         h, z = self._check_inputs(h, z)
         weight, n = self.linear.weight, self.num_features
@@ -257,6 +285,37 @@ class AffineModulation(AbstractConditioner):
             jnp.zeros((2 * self.num_features, self.cond_dim), dtype),
             jnp.asarray(bias, dtype),
         )
+
+    @classmethod
+    def init(
+        cls,
+        num_features: int,
+        cond_dim: int,
+        *,
+        key: jax.Array,
+        gamma_activation: str = "one_plus_tanh",
+        pyrox_name: str | None = None,
+    ) -> "AffineModulation":
+        """Builds the layer from pyrox's arguments (pyrox's `AffineModulation.init`).
+
+        `AffineModulation.init(C, K, key=key, gamma_activation=a)` is
+        `AffineModulation(C, K, key=key, gamma_activation=a)`: the same names and
+        activations. The layer starts at exactly the identity (generator weight
+        and bias both neutral), where pyrox's starts with a random generator
+        weight. `pyrox_name` is refused unless it is None (sites are named by
+        `flowrox.sample_module`).
+
+        Examples:
+            >>> import jax
+            >>> import jax.numpy as jnp
+            >>> from flowrox.nn import FiLM
+            >>> film = FiLM.init(num_features=8, cond_dim=4, key=jax.random.key(0))
+            >>> h = jnp.ones((5, 8))
+            >>> bool((film(h, jnp.ones((5, 4))) == h).all())
+            True
+        """
+        refuse_scope_name("AffineModulation.init", pyrox_name)
+        return cls(num_features, cond_dim, key=key, gamma_activation=gamma_activation)
 
     def _raw_and_beta(self, z: ArrayLike) -> tuple[jax.Array, jax.Array]:
         _, z = self._check_inputs(None, z)
@@ -452,6 +511,40 @@ class HyperLinear(AbstractConditioner):
                 key=hidden_key,
             )
             self.generator = eqx.tree_at(lambda g: g.layers[-1], mlp, last)
+
+    @classmethod
+    def init(
+        cls,
+        target_in: int,
+        target_out: int,
+        cond_dim: int,
+        *,
+        key: jax.Array,
+        init_scale: float = 0.1,
+        pyrox_name: str | None = None,
+    ) -> "HyperLinear":
+        """Builds the layer from pyrox's arguments (pyrox's `HyperLinear.init`).
+
+        pyrox names the target layer's widths `target_in` and `target_out`:
+        `HyperLinear.init(target_in=C_in, target_out=C, cond_dim=K, key=key)` is
+        `HyperLinear(C_in, C, K, key=key)`. `init_scale` keeps its meaning, the
+        factor on the generator's weights; the generator's bias here is drawn
+        with it too, where pyrox's starts at zero. `pyrox_name` is refused
+        unless it is None (sites are named by `flowrox.sample_module`).
+
+        Examples:
+            >>> import jax
+            >>> import jax.numpy as jnp
+            >>> from flowrox.nn import HyperLinear
+            >>> key = jax.random.key(0)
+            >>> hyper = HyperLinear.init(target_in=4, target_out=8, cond_dim=3, key=key)
+            >>> hyper.in_features, hyper.out_features
+            (4, 8)
+            >>> hyper(jnp.ones((6, 4)), jnp.ones((6, 3))).shape
+            (6, 8)
+        """
+        refuse_scope_name("HyperLinear.init", pyrox_name)
+        return cls(target_in, target_out, cond_dim, key=key, init_scale=init_scale)
 
     @property
     def num_features(self) -> int:

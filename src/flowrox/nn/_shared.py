@@ -5,6 +5,7 @@ Bayesian forms import them.
 """
 
 import math
+import numbers
 from collections.abc import Callable
 from typing import Any
 
@@ -116,3 +117,78 @@ def apply_linear(linear: eqx.nn.Linear, x: jax.Array) -> jax.Array:
         True
     """
     return x @ linear.weight.T + linear.bias
+
+
+def refuse_scope_name(owner: str, pyrox_name: str | None) -> None:
+    """Refuses a pyrox scope name: flowrox names sites where a module is used.
+
+    Examples:
+        >>> from flowrox.nn._shared import refuse_scope_name
+        >>> refuse_scope_name("SIREN.init", None)  # the default: nothing to refuse
+        >>> try:
+        ...     refuse_scope_name("SIREN.init", "field")
+        ... except ValueError as error:
+        ...     print(str(error)[:52])
+        SIREN.init: got pyrox_name='field', but a flowrox mo
+    """
+    if pyrox_name is not None:
+        raise ValueError(
+            f"{owner}: got pyrox_name={pyrox_name!r}, but a flowrox module carries "
+            "no scope name: its sites are named when it is used, from the name "
+            "given to flowrox.sample_module (or flowrox.param_module) and each "
+            "leaf's path. Drop pyrox_name and call "
+            f"flowrox.sample_module({pyrox_name!r}, module) inside the model."
+        )
+
+
+def hidden_depth(owner: str, depth: int) -> int:
+    """The number of hidden layers for pyrox's `depth`, which counts the readout.
+
+    Examples:
+        >>> from flowrox.nn._shared import hidden_depth
+        >>> hidden_depth("SIREN.init", 4)  # three sine layers and the readout
+        3
+    """
+    if isinstance(depth, bool) or not isinstance(depth, numbers.Integral) or depth < 2:
+        raise ValueError(
+            f"{owner}: depth counts every layer, the linear readout included (as "
+            "pyrox counts it), so it must be a whole number of at least 2 (one "
+            f"hidden layer and the readout); got {depth!r}. depth=d builds d - 1 "
+            "hidden layers."
+        )
+    return int(depth) - 1
+
+
+def declared_input_width(module: Any) -> int | None:
+    """The input width a module declares, or None when it declares none.
+
+    Read from `in_features` (flowrox's and pyrox's layers) or `in_size`
+    (equinox's `Linear` and `MLP`), on the module or else on its first layer;
+    for a first layer with neither, from the last axis of its `weight`.
+
+    Examples:
+        >>> import equinox as eqx
+        >>> import jax
+        >>> from flowrox.nn._shared import declared_input_width
+        >>> declared_input_width(eqx.nn.MLP(3, 1, 8, 2, key=jax.random.key(0)))
+        3
+        >>> declared_input_width(lambda x: x) is None
+        True
+    """
+    for candidate in (module, *_first_layer(module)):
+        for name in ("in_features", "in_size"):
+            width = getattr(candidate, name, None)
+            if isinstance(width, numbers.Integral) and not isinstance(width, bool):
+                return int(width)
+    for first in _first_layer(module):
+        weight = getattr(first, "weight", None)
+        if getattr(weight, "ndim", 0) == 2:
+            return int(weight.shape[-1])
+    return None
+
+
+def _first_layer(module: Any) -> tuple[Any, ...]:
+    layers = getattr(module, "layers", None)
+    if isinstance(layers, list | tuple) and layers:
+        return (layers[0],)
+    return ()
