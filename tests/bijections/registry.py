@@ -34,6 +34,7 @@ from tests.bijections.registry_analytic import ANALYTIC_CASES
 from tests.bijections.registry_flows import FLOW_CASES
 from tests.bijections.registry_modulation import MODULATION_CASES
 from tests.bijections.registry_radial import RADIAL_CASES
+from tests.bijections.registry_standardize import STANDARDIZE_CASES
 from tests.helpers import ConditionalAffine
 from tests.helpers import random_normal as _normal
 from tests.helpers import random_positive as _positive
@@ -181,4 +182,5 @@ REGISTRY = {
     **RADIAL_CASES,
     **FLOW_CASES,
     **MODULATION_CASES,
+    **STANDARDIZE_CASES,
 }

@@ -38,6 +38,7 @@ from ._rezende_mohamed import Radial as Radial
 from ._scan import Scan as Scan
 from ._scan import Vmap as Vmap
 from ._splines import RationalQuadraticSpline as RationalQuadraticSpline
+from ._standardize import Standardized as Standardized
 from ._structure import Permute as Permute
 from ._structure import Reshape as Reshape
 from ._structure import Reverse as Reverse
@@ -75,6 +76,7 @@ __all__ = [
     "SinhArcsinh",
     "SinhConjugation",
     "SoftPlus",
+    "Standardized",
     "Tanh",
     "TriangularAffine",
     "Vmap",

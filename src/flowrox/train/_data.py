@@ -1,6 +1,7 @@
 """`fit_to_data`: maximum likelihood on samples, with minibatches and early stopping."""
 
 import math
+import warnings
 
 import equinox as eqx
 import jax
@@ -8,8 +9,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from jax.sharding import Mesh
+from numpyro.distributions import constraints
 from tqdm.auto import tqdm
 
+from ..bijections import RationalQuadraticSpline, Standardized
 from ..distributions import Flow
 from ._core import (
     batch_sharding,
@@ -42,6 +45,116 @@ def _gathered_negative_log_likelihood(parameters, static, batch):
     return _negative_log_likelihood(parameters, static, (x[indices], condition))
 
 
+#: The share of an element's held-out values outside the flow's spline interval
+#: above which `fit_to_data` warns.
+WARN_SHARE = 1e-2
+
+#: The share of an element's standardised training values that may lie
+#: outside the flow's spline interval; the scale is widened beyond it.
+TAIL_SHARE = 1e-4
+
+
+def _is_spline(leaf) -> bool:
+    return isinstance(leaf, RationalQuadraticSpline)
+
+
+def spline_interval(flow: Flow) -> tuple[float, float] | None:
+    """The narrowest interval of the flow's fixed-bound splines, or None.
+
+    A spline with fixed bounds $[x_0, x_f] = [y_0, y_f]$ maps each tail into
+    itself (`(xf, inf)` onto `(yf, inf)`), so a value beyond the interval of
+    the layer that first meets the data stays in the tail through every
+    layer, and lands in the base's tail. Circular splines and splines that
+    learn their bounds are left out.
+    """
+    splines = [
+        leaf
+        for leaf in jax.tree.leaves(flow.bijection, is_leaf=_is_spline)
+        if _is_spline(leaf)
+        and not (leaf.circular or leaf.learn_lower_bound or leaf.learn_upper_bound)
+    ]
+    if not splines:
+        return None
+    lower = max(float(jnp.max(jnp.maximum(s.x0, s.y0))) for s in splines)
+    upper = min(float(jnp.min(jnp.minimum(s.xf, s.yf))) for s in splines)
+    return lower, upper
+
+
+def _finite_moments(values: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Per element, the mean and sd of the finite values (a constant or
+    all-infinite element gets scale 1, so that the loop's finiteness check,
+    not the standardisation, reports infinite data)."""
+    finite = jnp.isfinite(values)
+    count = jnp.maximum(finite.sum(0), 1)
+    loc = jnp.where(finite, values, 0.0).sum(0) / count
+    deviations = jnp.where(finite, values - loc, 0.0)
+    scale = jnp.sqrt((deviations**2).sum(0) / count)
+    usable = jnp.isfinite(scale) & (scale > 0)
+    return loc, jnp.where(usable, scale, 1.0)
+
+
+def _outside_share(values: jax.Array, interval) -> float:
+    """The largest share, over elements, of the values outside the interval."""
+    lower, upper = interval
+    outside = (values < lower) | (values > upper)
+    return float(jnp.max(jnp.mean(outside, axis=0)))
+
+
+def _standardizing(
+    flow: Flow, train_x: jax.Array, train_c: jax.Array | None
+) -> Standardized:
+    """The flow's bijection inside a `Standardized` fitted to the training data."""
+    loc, scale = _finite_moments(train_x)
+    interval = spline_interval(flow)
+    if interval is not None:
+        # Widen the scale of a long-tailed element so that its bulk (all but
+        # TAIL_SHARE of its values) lies inside the splines' interval.
+        half_width = 0.5 * (interval[1] - interval[0])
+        centre = 0.5 * (interval[1] + interval[0])
+        spread = jnp.abs(jnp.where(jnp.isfinite(train_x), train_x - loc, 0.0))
+        tail = jnp.quantile(spread / scale, 1.0 - TAIL_SHARE, axis=0)
+        scale = scale * jnp.maximum(1.0, tail / half_width)
+        loc = loc - centre * scale
+    cond_loc = cond_scale = None
+    if flow.bijection.cond_shape is not None:
+        cond_loc, cond_scale = _finite_moments(train_c)
+    return Standardized(
+        flow.bijection, loc, scale, cond_loc=cond_loc, cond_scale=cond_scale
+    )
+
+
+def _is_real(support) -> bool:
+    while isinstance(support, constraints.independent):
+        support = support.base_constraint
+    return support is constraints.real
+
+
+def _warn_outside(flow: Flow, val_x: jax.Array) -> None:
+    """Warns when many held-out values reach the flow's splines outside their
+    interval (see `spline_interval`)."""
+    interval = spline_interval(flow)
+    if interval is None:
+        return
+    bijection = flow.bijection
+    values = val_x
+    if isinstance(bijection, Standardized):
+        values = (val_x - bijection.loc) / bijection.scale
+    share = _outside_share(values, interval)
+    if share > WARN_SHARE:
+        lower, upper = interval
+        warnings.warn(
+            f"fit_to_data: {100 * share:.1f}% of the held-out values of an element "
+            f"lie outside the splines' interval [{lower:g}, {upper:g}] (after "
+            "standardisation, if any). A spline maps each tail into itself, so "
+            "these points stay in the tails and the fit is poor there. Pass "
+            "standardize=True (the default) to fit_to_data, build the flow with "
+            "a wider interval (e.g. spline_flow(..., bound=...)), or rescale "
+            "the data.",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
 def fit_to_data(
     key: jax.Array,
     flow: Flow,
@@ -58,8 +171,9 @@ def fit_to_data(
     progress: bool = True,
     mesh: Mesh | None = None,
     data_axis: str | None = None,
+    standardize: bool = True,
 ) -> tuple[Flow, dict[str, list[float]]]:
-    """Fits a flow to samples by maximum likelihood, with minibatches.
+    r"""Fits a flow to samples by maximum likelihood, with minibatches.
 
     The data (and the conditions, row by row) are split into a training and a
     held-out part; every epoch shuffles the training part and takes one optimizer
@@ -67,6 +181,27 @@ def fit_to_data(
     best held-out loss are returned; training stops early when the held-out loss
     has not improved for `patience` epochs. One step is compiled once and reused.
     Only trainable leaves change (see `trainable_filter`).
+
+    Raw data need no hand preparation. With `standardize=True` (the default)
+    the flow's bijection $f$ is first wrapped in a
+    `flowrox.bijections.Standardized` fitted to the training part,
+    $y = \mu + \sigma \odot f(x, (c - \mu_c) / \sigma_c)$, so $f$ sees data
+    and conditions of unit scale, and the returned flow's `log_prob` (and every
+    loss reported) is the density of the data in their own units, the affine
+    map's log-det included. Per element, $\mu$ and $\sigma$ are the mean and
+    sd of the finite training values (a constant element gets $\sigma = 1$);
+    when the flow holds splines with fixed bounds (`spline_flow`), $\sigma$ of
+    a long-tailed element is widened until all but 0.01% of its values lie
+    inside the narrowest spline interval, because a spline maps each tail into
+    itself and points beyond the interval stay in the base's tails. The
+    conditions get the mean and sd of theirs. Nothing is added when the flow's
+    bijection already is a `Standardized` (a flow returned by an earlier
+    `fit_to_data`), or when the flow has a constrained `support` (a shift
+    would move it). The shifts and scales are buffers: never trained.
+
+    Whatever `standardize` says, a `UserWarning` names the remedies when more
+    than 1% of the held-out values of an element reach the splines outside
+    their interval (after the standardisation, if any).
 
     Args:
         key: the random key (split, shuffling).
@@ -88,10 +223,14 @@ def fit_to_data(
             the result equals the one-device result up to rounding. The batch
             size must be a multiple of the axis size.
         data_axis: the mesh axis for the batch (default: the first).
+        standardize: wrap the bijection in a `Standardized` fitted to the
+            training data (see above); `False` trains the flow as given.
 
     Returns:
         `(trained_flow, losses)`, `losses["train"]` and `losses["val"]` holding
-        one mean loss per epoch.
+        one mean loss per epoch. With `standardize=True` the trained flow's
+        bijection is the `Standardized` wrapper; the given bijection, trained,
+        is its `.bijection`.
 
     Examples:
         >>> import jax
@@ -102,11 +241,21 @@ def fit_to_data(
         >>> from flowrox.train import fit_to_data
         >>> data = 3.0 + 2.0 * jax.random.normal(jax.random.key(0), (2000, 1))
         >>> flow = Flow(dist.Normal(0.0, 1.0), Affine(jnp.zeros(1)))
-        >>> flow, losses = fit_to_data(
-        ...     jax.random.key(1), flow, data, learning_rate=0.05, progress=False
+        >>> fitted, losses = fit_to_data(
+        ...     jax.random.key(1), flow, data, learning_rate=0.05, progress=False,
+        ...     standardize=False,
         ... )
-        >>> loc, scale = flow.bijection.loc[0], flow.bijection.scale[0]
+        >>> loc, scale = fitted.bijection.loc[0], fitted.bijection.scale[0]
         >>> bool(abs(loc - 3.0) < 0.3 and abs(scale - 2.0) < 0.2)
+        True
+
+        By default the data's mean and sd go into a fixed outer layer, and the
+        flow itself learns unit-scale data:
+
+        >>> fitted, _ = fit_to_data(jax.random.key(1), flow, data, progress=False)
+        >>> type(fitted.bijection).__name__, fitted.bijection.loc.round(1).tolist()
+        ('Standardized', [3.0])
+        >>> bool(jnp.abs(fitted.bijection.bijection.loc).max() < 0.1)
         True
     """
     data = jnp.asarray(data)
@@ -149,6 +298,18 @@ def fit_to_data(
     train_c = val_c = None
     if condition is not None:
         train_c, val_c = condition[order[n_val:]], condition[order[:n_val]]
+    if (
+        standardize
+        and not isinstance(flow.bijection, Standardized)
+        and _is_real(flow.support)
+    ):
+        flow = Flow(
+            flow.base_dist,
+            _standardizing(flow, train_x, train_c),
+            flow.condition,
+            support=flow.support,
+        )
+    _warn_outside(flow, val_x)
 
     optimizer = default_optimizer(learning_rate) if optimizer is None else optimizer
     parameters, static = eqx.partition(flow, trainable_filter(flow))
