@@ -412,7 +412,7 @@ def _hyper_linear_init(
     pyrox_name: str | None = None,
     key: jax.Array | None = None,
 ) -> HyperLinear:
-    """`BayesianHyperLinear` from pyrox's arguments.
+    r"""`BayesianHyperLinear` from pyrox's arguments.
 
     `BayesianHyperLinear.init(target_in=C_in, target_out=C, cond_dim=K,
     prior_std=s)` is `BayesianHyperLinear(C_in, C, K, key=key, prior_scale=s)`:

@@ -20,10 +20,18 @@ from typing import Any
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpyro.distributions as dist
 from jax.typing import ArrayLike
 
+from .._bayes import bayesian
 from .._tree import buffer
-from ._shared import apply_linear, check_context, check_width, map_rows
+from ._shared import (
+    apply_linear,
+    check_context,
+    check_width,
+    map_rows,
+    refuse_scope_name,
+)
 
 
 def _fourier_map(arguments: jax.Array, num_features: int) -> jax.Array:
@@ -81,6 +89,57 @@ class RBFFourierFeatures(eqx.Module):
         self.log_lengthscale = jnp.log(jnp.asarray(lengthscale, dtype=float))
         self.in_features, self.num_features = int(in_features), int(num_features)
 
+    @classmethod
+    def init(
+        cls,
+        in_features: int,
+        n_features: int,
+        *,
+        lengthscale: float = 1.0,
+        key: jax.Array | None = None,
+    ) -> "RBFFourierFeatures":
+        r"""The features with pyrox's priors (pyrox's `RBFFourierFeatures.init`).
+
+        pyrox names the number of frequencies `n_features`, and samples the
+        frequencies and the lengthscale in every call: $\Omega \sim
+        \mathcal{N}(0, 1)$, $\ell \sim \text{LogNormal}(\log
+        \text{lengthscale}, 1)$. Here the same priors are declared on the
+        leaves, with `flowrox.bayesian`: `frequencies` (a buffer, selected
+        explicitly) and `log_lengthscale` ($\mathcal{N}(\log
+        \text{lengthscale}, 1)$, the same prior on $\ell$). Inside a model,
+        `flowrox.sample_module("rff", features)` draws them (sites
+        `rff/frequencies`, `rff/log_lengthscale`) and returns features to call.
+        `key` (default `jax.random.key(0)`) sets only the initial values. For
+        fixed frequencies and a learned lengthscale, call the constructor.
+
+        Examples:
+            >>> import jax
+            >>> import jax.numpy as jnp
+            >>> import flowrox
+            >>> from flowrox.nn import RBFFourierFeatures
+            >>> prior = RBFFourierFeatures.init(2, 16, lengthscale=0.5)
+            >>> rff = flowrox.sample_module("rff", prior, rng_key=jax.random.key(1))
+            >>> rff(jnp.zeros((5, 2))).shape
+            (5, 32)
+        """
+        if not lengthscale > 0:
+            raise ValueError(
+                f"RBFFourierFeatures.init: expected lengthscale > 0, got {lengthscale}."
+            )
+        features = cls(
+            in_features,
+            n_features,
+            key=jax.random.key(0) if key is None else key,
+            lengthscale=lengthscale,
+        )
+        priors = {
+            "frequencies": dist.Normal(0.0, 1.0),
+            "log_lengthscale": dist.Normal(math.log(lengthscale), 1.0),
+        }
+        return bayesian(
+            features, priors, where=lambda m: (m.frequencies, m.log_lengthscale)
+        )
+
     @property
     def out_features(self) -> int:
         """The output width, `2 * num_features`."""
@@ -135,6 +194,50 @@ class RandomKitchenSinks(eqx.Module):
         )
         self.readout = eqx.nn.Linear(2 * num_features, out_features, key=readout_key)
 
+    @classmethod
+    def init(cls, rff: RBFFourierFeatures, out_features: int) -> "RandomKitchenSinks":
+        r"""Sinks around given features, as pyrox's `RandomKitchenSinks.init` builds.
+
+        pyrox's readout starts at zero, with $\mathcal{N}(0, 1)$ priors on its
+        weight and bias: here `flowrox.bayesian` declares them on `readout`
+        (sites `{name}/readout.weight`, `{name}/readout.bias`); `rff` is kept as
+        it is, with its own priors if it has any (`RBFFourierFeatures.init`).
+
+        Examples:
+            >>> import jax
+            >>> import jax.numpy as jnp
+            >>> import flowrox
+            >>> from flowrox.nn import RandomKitchenSinks, RBFFourierFeatures
+            >>> prior = RandomKitchenSinks.init(RBFFourierFeatures.init(1, 32), 3)
+            >>> sinks = flowrox.sample_module("rks", prior, rng_key=jax.random.key(0))
+            >>> sinks(jnp.zeros((10, 1))).shape
+            (10, 3)
+        """
+        if not isinstance(rff, RBFFourierFeatures):
+            raise TypeError(
+                "RandomKitchenSinks.init: expected RBFFourierFeatures (from "
+                "RBFFourierFeatures.init or its constructor), got "
+                f"{type(rff).__name__}."
+            )
+        key = jax.random.key(0)  # only shapes are built: nothing is drawn
+        skeleton = eqx.filter_eval_shape(
+            cls, rff.in_features, rff.num_features, out_features, key=key
+        )
+        linear = eqx.filter_eval_shape(
+            eqx.nn.Linear, 2 * rff.num_features, out_features, key=key
+        )
+        dtype = jnp.result_type(float)
+        readout = eqx.tree_at(
+            lambda layer: (layer.weight, layer.bias),
+            linear,
+            (
+                jnp.zeros((out_features, 2 * rff.num_features), dtype),
+                jnp.zeros(out_features, dtype),
+            ),
+        )
+        sinks = eqx.tree_at(lambda m: (m.features, m.readout), skeleton, (rff, readout))
+        return bayesian(sinks, dist.Normal(0.0, 1.0), where=lambda m: m.readout)
+
     @property
     def in_features(self) -> int:
         """The input width."""
@@ -182,6 +285,9 @@ def _calibrated_parameter_net(
     )
 
 
+_FREQUENCY_LAYOUTS = ("features_by_inputs", "inputs_by_features")
+
+
 class HyperFourierFeatures(eqx.Module):
     r"""Fourier features whose frequencies, phases and lengthscale come from z.
 
@@ -218,6 +324,12 @@ class HyperFourierFeatures(eqx.Module):
         depth: the number of hidden layers of the default parameter network.
         lengthscale: the lengthscale the default parameter network starts at.
         init_scale: the factor on the default network's last weights.
+        frequency_layout: how the first `in_features * num_features` outputs
+            hold the frequencies: `"features_by_inputs"`, row-major
+            `(num_features, in_features)`, or `"inputs_by_features"`, row-major
+            `(in_features, num_features)` (pyrox's layout, in which the
+            projection is $\Omega(z)^\top x$). The two agree for
+            `in_features=1`.
 
     Examples:
         >>> import jax
@@ -232,6 +344,7 @@ class HyperFourierFeatures(eqx.Module):
     in_features: int = eqx.field(static=True)
     num_features: int = eqx.field(static=True)
     cond_dim: int = eqx.field(static=True)
+    frequency_layout: str = eqx.field(static=True)
 
     def __init__(
         self,
@@ -245,7 +358,14 @@ class HyperFourierFeatures(eqx.Module):
         depth: int = 1,
         lengthscale: float = 1.0,
         init_scale: float = 0.1,
+        frequency_layout: str = "features_by_inputs",
     ):
+        if frequency_layout not in _FREQUENCY_LAYOUTS:
+            raise ValueError(
+                "HyperFourierFeatures: frequency_layout must be one of "
+                f"{list(_FREQUENCY_LAYOUTS)}; got {frequency_layout!r}."
+            )
+        self.frequency_layout = frequency_layout
         self.in_features, self.num_features = int(in_features), int(num_features)
         self.cond_dim = int(cond_dim)
         if parameter_net is None:
@@ -266,6 +386,50 @@ class HyperFourierFeatures(eqx.Module):
                 init_scale=init_scale,
             )
         self.parameter_net = parameter_net
+
+    @classmethod
+    def init(
+        cls,
+        *,
+        parameter_net: Callable,
+        in_features: int,
+        n_features: int,
+        cond_dim: int,
+        pyrox_name: str | None = None,
+    ) -> "HyperFourierFeatures":
+        """Builds the features from pyrox's arguments (`HyperFourierFeatures.init`).
+
+        pyrox's `n_features` is `num_features`, and its parameter network lays
+        the frequencies out as `(in_features, n_features)`:
+        `HyperFourierFeatures.init(parameter_net=net, in_features=D,
+        n_features=n, cond_dim=K)` is `HyperFourierFeatures(D, n, K, key=...,
+        parameter_net=net, frequency_layout="inputs_by_features")`, so a network
+        trained for pyrox gives the same features. `net` must map `(cond_dim,)`
+        to `(D * n + n + 1,)`; it is not called here, so a wrong size surfaces
+        at the first call. `pyrox_name` is refused unless it is None.
+
+        Examples:
+            >>> import equinox as eqx
+            >>> import jax
+            >>> import jax.numpy as jnp
+            >>> from flowrox.nn import HyperFourierFeatures
+            >>> net = eqx.nn.MLP(2, 1 * 16 + 16 + 1, 32, 2, key=jax.random.key(0))
+            >>> features = HyperFourierFeatures.init(
+            ...     parameter_net=net, in_features=1, n_features=16, cond_dim=2
+            ... )
+            >>> features(jnp.ones((5, 1)), jnp.ones(2)).shape
+            (5, 32)
+        """
+        refuse_scope_name("HyperFourierFeatures.init", pyrox_name)
+        return cls(
+            in_features,
+            n_features,
+            cond_dim,
+            # Unused: the constructor draws only for its default network.
+            key=jax.random.key(0),
+            parameter_net=parameter_net,
+            frequency_layout="inputs_by_features",
+        )
 
     @property
     def parameter_size(self) -> int:
@@ -300,9 +464,18 @@ class HyperFourierFeatures(eqx.Module):
                 f"+ 1, got {flat.shape[z.ndim - 1 :]}. Give it that output size."
             )
         split = self.in_features * self.num_features
-        frequencies = flat[..., :split].reshape(
-            *z.shape[:-1], self.num_features, self.in_features
-        )
+        if self.frequency_layout == "features_by_inputs":
+            frequencies = flat[..., :split].reshape(
+                *z.shape[:-1], self.num_features, self.in_features
+            )
+        else:
+            frequencies = jnp.swapaxes(
+                flat[..., :split].reshape(
+                    *z.shape[:-1], self.in_features, self.num_features
+                ),
+                -1,
+                -2,
+            )
         phases = flat[..., split:-1]
         return frequencies, phases, jnp.exp(flat[..., -1])
 
@@ -372,6 +545,57 @@ class ConditionedRFFNet(eqx.Module):
     def in_features(self) -> int:
         """The input width."""
         return self.features.in_features
+
+    @classmethod
+    def init(
+        cls,
+        *,
+        feat: HyperFourierFeatures,
+        out_features: int,
+        key: jax.Array,
+        pyrox_name: str | None = None,
+    ) -> "ConditionedRFFNet":
+        """The net around given features, as pyrox's `ConditionedRFFNet.init` builds.
+
+        pyrox passes the features as `feat`; they become `features` here, kept as
+        they are, and the readout is `eqx.nn.Linear(2 * num_features,
+        out_features, key=key)`, as in pyrox. `pyrox_name` is refused unless it
+        is None.
+
+        Examples:
+            >>> import equinox as eqx
+            >>> import jax
+            >>> import jax.numpy as jnp
+            >>> from flowrox.nn import ConditionedRFFNet, HyperFourierFeatures
+            >>> key = jax.random.key(0)
+            >>> net = eqx.nn.MLP(4, 1 * 32 + 32 + 1, 32, 2, key=key)
+            >>> feat = HyperFourierFeatures.init(
+            ...     parameter_net=net, in_features=1, n_features=32, cond_dim=4
+            ... )
+            >>> rff_net = ConditionedRFFNet.init(feat=feat, out_features=1, key=key)
+            >>> y = rff_net(jnp.zeros((10, 1)), jnp.zeros(4))
+            >>> bool(eqx.tree_equal(rff_net.features, feat)), y.shape
+            (True, (10, 1))
+        """
+        refuse_scope_name("ConditionedRFFNet.init", pyrox_name)
+        if not isinstance(feat, HyperFourierFeatures):
+            raise TypeError(
+                "ConditionedRFFNet.init: expected feat to be HyperFourierFeatures "
+                f"(e.g. from HyperFourierFeatures.init), got {type(feat).__name__}."
+            )
+        readout = eqx.nn.Linear(2 * feat.num_features, out_features, key=key)
+        # The structure only: the features and the readout replace its leaves.
+        skeleton = eqx.filter_eval_shape(
+            lambda: cls(
+                feat.in_features,
+                feat.num_features,
+                out_features,
+                feat.cond_dim,
+                key=key,
+                parameter_net=feat.parameter_net,
+            )
+        )
+        return eqx.tree_at(lambda m: (m.features, m.readout), skeleton, (feat, readout))
 
     @property
     def cond_dim(self) -> int:

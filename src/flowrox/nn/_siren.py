@@ -21,7 +21,14 @@ from jax.typing import ArrayLike
 
 from ._conditioners import HyperLinear
 from ._fields import AbstractField, uniform_linear
-from ._shared import check_context, check_width, map_rows
+from ._shared import (
+    check_context,
+    check_width,
+    declared_input_width,
+    hidden_depth,
+    map_rows,
+    refuse_scope_name,
+)
 
 
 def siren_bounds(
@@ -224,6 +231,49 @@ class SIREN(AbstractField):
         self.first_omega, self.hidden_omega = float(first_omega), float(hidden_omega)
         self.c = float(c)
 
+    @classmethod
+    def init(
+        cls,
+        in_features: int,
+        hidden_features: int,
+        out_features: int,
+        *,
+        depth: int,
+        key: jax.Array,
+        first_omega: float = 30.0,
+        hidden_omega: float = 30.0,
+        c: float = 6.0,
+        pyrox_name: str | None = None,
+    ) -> "SIREN":
+        """Builds a SIREN from pyrox's arguments, with pyrox's count of `depth`.
+
+        pyrox's `depth` counts every layer, the linear readout included, so
+        `SIREN.init(..., depth=d)` is `SIREN(..., depth=d - 1)`: $d - 1$ sine
+        layers (in `layers`) and the readout (in `readout`, not in `layers` as in
+        pyrox). `d` must be at least 2. The frequencies and `c` mean the same in
+        both. `pyrox_name` is refused unless it is None (sites are named by
+        `flowrox.sample_module`).
+
+        Examples:
+            >>> import jax
+            >>> import jax.numpy as jnp
+            >>> from flowrox.nn import SIREN
+            >>> siren = SIREN.init(2, 32, 1, depth=4, key=jax.random.key(0))
+            >>> len(siren.layers), siren(jnp.ones((10, 2))).shape  # 3 sine + readout
+            (3, (10, 1))
+        """
+        refuse_scope_name("SIREN.init", pyrox_name)
+        return cls(
+            in_features,
+            hidden_features,
+            out_features,
+            hidden_depth("SIREN.init", depth),
+            key=key,
+            first_omega=first_omega,
+            hidden_omega=hidden_omega,
+            c=c,
+        )
+
     @property
     def omegas(self) -> tuple[float, ...]:
         """The frequency of each sine layer."""
@@ -354,6 +404,93 @@ class HyperSIREN(eqx.Module):
         )
         self.parameter_net = default_net if parameter_net is None else parameter_net
         self.layers, self.readout = generators[:-1], generators[-1]
+
+    @classmethod
+    def init(
+        cls,
+        in_features: int,
+        hidden_features: int,
+        out_features: int,
+        *,
+        depth: int,
+        cond_dim: int,
+        parameter_net: Callable,
+        key: jax.Array,
+        first_omega: float = 30.0,
+        hidden_omega: float = 30.0,
+        c: float = 6.0,
+        init_scale: float = 0.1,
+        context_dim: int | None = None,
+    ) -> "HyperSIREN":
+        """Builds a NIF from pyrox's arguments and meanings (pyrox's `HyperSIREN`).
+
+        Two of pyrox's arguments mean something else here:
+
+        - `depth` counts every layer, the readout included: `depth=d` gives
+          $d - 1$ sine layers and the readout (`HyperSIREN(..., depth=d - 1)`).
+        - `cond_dim` is the width of what `parameter_net` returns, the latent
+          that drives the generators: flowrox's `latent_dim`. flowrox's
+          `cond_dim` is the width of the context the parameter network reads,
+          taken from `context_dim`, or else from the network's own `in_size` or
+          `in_features` (an `eqx.nn.MLP` declares it).
+
+        So `HyperSIREN.init(2, 32, 1, depth=5, cond_dim=3, parameter_net=net,
+        key=key)` with `net` mapping `(P,)` to `(3,)` is `HyperSIREN(2, 32, 1,
+        4, P, key=key, parameter_net=net, latent_dim=3)`. `init_scale` keeps its
+        meaning (the size of the context-driven part of the generated weights,
+        relative to each layer's SIREN bound); the generators are calibrated as
+        in the constructor, so the generated weights start with a SIREN's
+        spread. Calling `HyperSIREN(...)` itself, as pyrox's function is
+        called, builds flowrox's HyperSIREN: there `depth` counts sine layers.
+
+        Examples:
+            >>> import equinox as eqx
+            >>> import jax
+            >>> import jax.numpy as jnp
+            >>> from flowrox.nn import HyperSIREN
+            >>> key = jax.random.key(0)
+            >>> net = eqx.nn.MLP(6, 3, 16, 1, key=key)  # context (6,) -> latent (3,)
+            >>> nif = HyperSIREN.init(
+            ...     2, 32, 1, depth=5, cond_dim=3, parameter_net=net, key=key
+            ... )
+            >>> len(nif.layers), nif.cond_dim, nif.latent_dim
+            (4, 6, 3)
+            >>> nif(jnp.ones((10, 2)), jnp.ones(6)).shape
+            (10, 1)
+        """
+        n_sine = hidden_depth("HyperSIREN.init", depth)
+        declared = declared_input_width(parameter_net)
+        if context_dim is None:
+            context_dim = declared
+        if context_dim is None:
+            raise ValueError(
+                "HyperSIREN.init: pyrox's cond_dim is the width of the latent that "
+                f"parameter_net returns (here {cond_dim}); the width of the "
+                "context it reads cannot be read from the parameter network (a "
+                f"{type(parameter_net).__name__}, which declares no in_size or "
+                "in_features). Pass context_dim=... (the width of z in "
+                "nif(x, z))."
+            )
+        if declared is not None and declared != context_dim:
+            raise ValueError(
+                f"HyperSIREN.init: got context_dim={context_dim}, but parameter_net "
+                f"reads contexts of width {declared}. Pass context_dim={declared} "
+                "or leave it out."
+            )
+        return cls(
+            in_features,
+            hidden_features,
+            out_features,
+            n_sine,
+            context_dim,
+            key=key,
+            parameter_net=parameter_net,
+            latent_dim=cond_dim,
+            first_omega=first_omega,
+            hidden_omega=hidden_omega,
+            c=c,
+            init_scale=init_scale,
+        )
 
     @property
     def omegas(self) -> tuple[float, ...]:
