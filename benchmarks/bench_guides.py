@@ -9,7 +9,7 @@ run: `--steps` steps of Adam(3e-3), the same keys, and on each target the same
 number of particles: 8 on the funnel, 256 on the 2-d dual moon, where a
 mass-balance between two moons is what the gradient has to resolve
 (`--particles` sets both). The guides:
-"AutoFlowGuide spline", AutoFlowGuide with its default rational-quadratic
+"AutoFlowGuide spline", AutoFlowGuide with a rational-quadratic
 spline coupling flow (`--layers` 4, `--hidden` 32), and "AutoFlowGuide IAF",
 AutoFlowGuide with an affine autoregressive flow sampled in one pass (3 layers
 of width 32), both with init_to_median and init_scale 1 on the funnel, 3 on
@@ -49,9 +49,22 @@ its NeuTra ESS(y) at least twice AutoIAFNormal's, and its NeuTra sd(y) within
 5% of 3.0; on the dual moon, AutoFlowGuide spline's KL at most 0.05 nats
 (judged on loss + log Z; KL(q) is shown beside it).
 
+With `--defaults`, instead: every guide with its library's defaults, as a
+user swapping one for another in NumPyro's NeuTra example would run them:
+`AutoFlowGuide(model)`, `AutoIAFNormal(model)`, `AutoBNAFNormal(model)` and
+`AutoMultivariateNormal(model)`, each on `Trace_ELBO()` (one particle),
+Adam(3e-3), `--steps` steps, for SVI keys `--seeds` (default 0-4), on the
+funnel and on the dual moon written as NumPyro's example writes it
+(`x ~ DualMoonDistribution()`). Per guide: parameter count, SVI time per
+step (compilation excluded), KL = mean of the last 500 losses + log Z (mean
+and worst over the seeds); on the funnel NeuTra NUTS ESS(y), sd(y) and
+divergences; on the dual moon the share of the guide's draws with x0 > 0
+(both moons kept: within 0.1 of 0.5).
+
 Run: python benchmarks/bench_guides.py [--steps 5000] [--warmup 500]
     [--draws 1000] [--layers 4] [--hidden 32] [--init-scale S]
     [--init-loc median] [--particles N] [--elbo stl] [--quick]
+    [--defaults [--seeds 0,1,2,3,4]]
 """
 
 import argparse
@@ -66,11 +79,16 @@ import numpyro.distributions as dist
 from jax.scipy.special import logsumexp
 from numpyro.diagnostics import effective_sample_size
 from numpyro.infer import MCMC, NUTS, SVI, Trace_ELBO
-from numpyro.infer.autoguide import AutoBNAFNormal, AutoIAFNormal, AutoNormal
+from numpyro.infer.autoguide import (
+    AutoBNAFNormal,
+    AutoIAFNormal,
+    AutoMultivariateNormal,
+    AutoNormal,
+)
 from numpyro.infer.initialization import init_to_median, init_to_uniform
 from numpyro.infer.reparam import NeuTraReparam
 
-from flowrox.flows import masked_autoregressive_flow
+from flowrox.flows import masked_autoregressive_flow, spline_flow
 from flowrox.infer import (
     AutoFlowGuide,
     StickingTheLandingELBO,
@@ -163,8 +181,9 @@ def _guides(
         SPLINE: (
             lambda model: AutoFlowGuide(
                 model,
-                layers=layers,
-                hidden=hidden,
+                lambda key, dim: spline_flow(
+                    key, dim, layers=layers, hidden=hidden, invert=False
+                ),
                 init_scale=init_scale,
                 init_loc_fn=INIT_LOC_FNS[init_loc],
             ),
@@ -433,6 +452,127 @@ def main(
     return results
 
 
+class DualMoonDistribution(dist.Distribution):
+    # NumPyro's NeuTra example (examples/neutra.py), as it writes it.
+    support = dist.constraints.real_vector
+
+    def __init__(self):
+        super().__init__(event_shape=(2,))
+
+    def sample(self, key, sample_shape=()):
+        return jnp.zeros(sample_shape + self.event_shape)
+
+    def log_prob(self, x):
+        return -_dual_moon_potential(x)
+
+
+def _dual_moon_example():
+    numpyro.sample("x", DualMoonDistribution())
+
+
+DEFAULT_GUIDES = {
+    "AutoFlowGuide(model)": AutoFlowGuide,
+    "AutoIAFNormal(model)": AutoIAFNormal,
+    "AutoBNAFNormal(model)": AutoBNAFNormal,
+    "AutoMultivariateNormal(model)": AutoMultivariateNormal,
+}
+
+
+def _default_run(model, make_guide, key, steps, log_normalizer) -> dict:
+    guide = make_guide(model)
+    svi = SVI(model, guide, numpyro.optim.Adam(LEARNING_RATE), Trace_ELBO())
+    state = svi.init(key)
+
+    def run(state):
+        return jax.lax.scan(lambda s, _: svi.update(s), state, None, length=steps)
+
+    compiled = jax.jit(run).lower(state).compile()
+    start = time.perf_counter()
+    state, losses = jax.block_until_ready(compiled(state))
+    seconds = time.perf_counter() - start
+    params = svi.get_params(state)
+    losses = np.asarray(losses, np.float64)
+    return dict(
+        guide=guide,
+        params=params,
+        parameters=int(sum(np.size(leaf) for leaf in jax.tree.leaves(params))),
+        ms_per_step=1000 * seconds / steps,
+        kl=float(np.mean(losses[-min(500, steps) :]) + log_normalizer),
+        finite=bool(np.all(np.isfinite(losses))),
+    )
+
+
+def defaults_table(steps: int, warmup: int, draws: int, seeds) -> dict:
+    """Every guide with its library's defaults on Trace_ELBO, over seeds."""
+    moon_log_normalizer, _ = _dual_moon_reference()
+    targets = {
+        "funnel": (_funnel, 0.0),
+        "dual moon": (_dual_moon_example, moon_log_normalizer),
+    }
+    print(
+        f"warm-up (not in any timing): {_warm_up(_targets(), jax.random.key(0)):.1f} s"
+    )
+    results = {}
+    for name, (model, log_normalizer) in targets.items():
+        rows = {}
+        for guide_name, make_guide in DEFAULT_GUIDES.items():
+            runs = []
+            for seed in seeds:
+                fit = _default_run(
+                    model, make_guide, jax.random.key(seed), steps, log_normalizer
+                )
+                guide, params = fit.pop("guide"), fit.pop("params")
+                if name == "funnel" and fit["finite"]:
+                    neutra = NeuTraReparam(guide, params)
+                    run = _nuts(
+                        model, jax.random.key(1000 + seed), warmup, draws, neutra
+                    )
+                    fit.update(_summary(run, "y", 0.0))
+                elif name == "dual moon" and fit["finite"]:
+                    x = guide.sample_posterior(
+                        jax.random.key(100 + seed), params, sample_shape=(4000,)
+                    )["x"]
+                    fit["share"] = float(np.mean(np.asarray(x[:, 0]) > 0))
+                runs.append(fit)
+            rows[guide_name] = runs
+        _print_defaults(name, rows, seeds)
+        results[name] = rows
+    return results
+
+
+def _print_defaults(name: str, rows: dict, seeds):
+    print(f"\n{name}, every guide with its defaults on Trace_ELBO, seeds {list(seeds)}")
+    extra = (
+        "ESS(y) mean/worst, sd(y) worst, div mean"
+        if name == "funnel"
+        else ("x0 > 0 share worst |share - 0.5|")
+    )
+    print(
+        f"  {'guide':30s} {'params':>7s} {'ms/step':>8s} {'KL mean':>8s} "
+        f"{'KL worst':>9s}  {extra}"
+    )
+    for guide_name, runs in rows.items():
+        kls = np.array([run["kl"] for run in runs])
+        line = (
+            f"  {guide_name:30s} {runs[0]['parameters']:7d} "
+            f"{np.median([run['ms_per_step'] for run in runs]):8.4f} "
+            f"{np.mean(kls):8.3f} {np.max(kls):9.3f}  "
+        )
+        if name == "funnel":
+            ess = [run.get("ess", 0.0) for run in runs]
+            sds = [run.get("sd", float("nan")) for run in runs]
+            worst_sd = sds[int(np.nanargmax(np.abs(np.array(sds) - FUNNEL_Y_SCALE)))]
+            divergences = np.mean([run.get("divergences", 0) for run in runs])
+            line += (
+                f"{np.mean(ess):.0f}/{np.min(ess):.0f}, {worst_sd:.2f}, "
+                f"{divergences:.0f}"
+            )
+        else:
+            shares = np.array([run.get("share", float("nan")) for run in runs])
+            line += f"{shares[np.argmax(np.abs(shares - 0.5))]:.2f}"
+        print(line)
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=5000)
@@ -454,11 +594,22 @@ if __name__ == "__main__":
         action="store_true",
         help="a smoke run: 1000 steps, 100 warmup, 100 draws, 512 importance draws",
     )
+    parser.add_argument(
+        "--defaults",
+        action="store_true",
+        help="every guide with its defaults on Trace_ELBO, over --seeds",
+    )
+    parser.add_argument("--seeds", default="0,1,2,3,4")
     arguments = parser.parse_args()
     if arguments.quick:
         arguments.steps, arguments.warmup, arguments.draws = 1000, 100, 100
         arguments.importance_draws = 512
     start = time.perf_counter()
+    if arguments.defaults:
+        seeds = [int(seed) for seed in arguments.seeds.split(",")]
+        defaults_table(arguments.steps, arguments.warmup, arguments.draws, seeds)
+        print(f"\nTotal wall time {time.perf_counter() - start:.1f} s")
+        raise SystemExit
     main(
         arguments.steps,
         arguments.warmup,
