@@ -17,8 +17,16 @@ import jax.numpy as jnp
 from equinox import AbstractVar
 from jax.typing import ArrayLike
 
+from ._bayesian import BayesianHyperLinear
 from ._conditioners import AbstractConditioner, AffineModulation, HyperLinear
-from ._shared import apply_linear, check_context, check_width
+from ._shared import (
+    apply_linear,
+    check_context,
+    check_width,
+    declared_input_width,
+    map_rows,
+    refuse_scope_name,
+)
 
 
 def uniform_linear(
@@ -200,40 +208,156 @@ class MLPField(AbstractField):
 _MODES = ("feature", "input")
 
 
+def _square_hyper_linear(num_features, cond_dim, *, key, **options):
+    return HyperLinear(num_features, num_features, cond_dim, key=key, **options)
+
+
+def _square_bayesian_hyper_linear(num_features, cond_dim, *, key, **options):
+    return BayesianHyperLinear(num_features, num_features, cond_dim, key=key, **options)
+
+
+def _square_init(init, num_features, cond_dim, *, key, **options):
+    return init(num_features, num_features, cond_dim, key=key, **options)
+
+
+# The conditioners that take their input and output widths: built square, from
+# and to the width of the layer they follow.
+_SQUARE = {
+    HyperLinear: _square_hyper_linear,
+    BayesianHyperLinear: _square_bayesian_hyper_linear,
+}
+
+
+def _pyrox_builder(conditioner_cls: Callable) -> Callable[..., AbstractConditioner]:
+    """A conditioner builder `(num_features, cond_dim, *, key, **options)` that
+    reads the options with pyrox's names, through the class's `init`."""
+    init = getattr(conditioner_cls, "init", None)
+    if init is None:
+        return conditioner_cls
+    if conditioner_cls in _SQUARE:
+        return functools.partial(_square_init, init)
+    return init
+
+
 @eqx.filter_jit
 def _conditioner_parts(
-    conditioner, count, num_features, cond_dim, key, options
+    conditioner, widths, cond_dim, key, options
 ) -> tuple[AbstractConditioner, ...]:
     # One compiled program for all the conditioners' draws (see `_mlp_parts`).
-    if conditioner is HyperLinear:
-        # HyperLinear takes its input and output widths: a square target layer.
-        conditioner = functools.partial(HyperLinear, num_features)
+    build = _SQUARE.get(conditioner, conditioner)
     return tuple(
-        conditioner(num_features, cond_dim, key=k, **options)
-        for k in jax.random.split(key, count)
+        build(width, cond_dim, key=k, **options)
+        for width, k in zip(widths, jax.random.split(key, len(widths)), strict=True)
     )
+
+
+def _layers_of(inner: Any) -> tuple[tuple[Callable, ...], Callable] | None:
+    """The hidden layers and the readout of a layered network, each acting on
+    the last axis of a batch; None for a network that exposes no layers.
+
+    An `AbstractField` gives its `layers` and `readout`; any other network its
+    `layers`, the last being the readout, each applied one point at a time.
+    """
+    if isinstance(inner, AbstractField):
+        return tuple(inner.layers), functools.partial(apply_linear, inner.readout)
+    layers = getattr(inner, "layers", None)
+    if isinstance(inner, eqx.nn.MLP) or not isinstance(layers, list | tuple):
+        return None
+    if len(layers) < 2 or not all(callable(layer) for layer in layers):
+        return None
+    per_point = tuple(functools.partial(map_rows, layer) for layer in layers)
+    return per_point[:-1], per_point[-1]
+
+
+def _apply(inner: Any, h: jax.Array) -> jax.Array:
+    """`inner` on the last axis of `h`: a field takes the batch, any other
+    callable one point at a time."""
+    if isinstance(inner, AbstractField):
+        return inner(h)
+    return map_rows(inner, h)
+
+
+def _hidden_widths(inner: Any, hidden: tuple, in_features: int) -> tuple[int, ...]:
+    """The output width of each hidden layer, from their shapes on one point."""
+    if isinstance(inner, AbstractField):
+        return (inner.hidden_features,) * len(hidden)
+    point = jax.ShapeDtypeStruct((in_features,), jnp.result_type(float))
+    widths = []
+    for index, layer in enumerate(hidden):
+        point = eqx.filter_eval_shape(layer, point)
+        if len(point.shape) != 1:
+            raise ValueError(
+                f"ConditionedINR: layer {index} of the inner network maps one "
+                f"point to shape {point.shape}; a conditioner follows it, so it "
+                "must return a vector."
+            )
+        widths.append(point.shape[0])
+    return tuple(widths)
+
+
+def _input_width(declared: int | None, in_features: int | None, context: int) -> int:
+    """The width of `x`: the inner network's input width minus `context`
+    (the context's width when it is concatenated to `x`), or `in_features`."""
+    if declared is None:
+        if in_features is None:
+            raise TypeError(
+                "ConditionedINR: the inner network declares no input width (an "
+                "in_features or in_size attribute, on itself or on its first "
+                "layer); pass in_features=... (the width of x)."
+            )
+        return int(in_features)
+    if in_features is not None and int(in_features) != declared - context:
+        raise ValueError(
+            f"ConditionedINR: got in_features={in_features}, but the inner "
+            f"network takes inputs of width {declared}"
+            + (f" (x and a context of {context})" if context else "")
+            + f". Pass in_features={declared - context} or leave it out."
+        )
+    return declared - context
 
 
 class ConditionedINR(eqx.Module):
     r"""A neural field conditioned on a context, after each hidden layer or at input.
 
     - `mode="feature"`: a conditioner $c_l$ after every hidden layer $f_l$ of the
-      inner field: $h_l = c_l(f_l(h_{l-1}), z)$, then the readout. With the
+      inner network: $h_l = c_l(f_l(h_{l-1}), z)$, then the readout. With the
       default `AffineModulation` (FiLM), which starts at the identity, the
-      composite is exactly the inner field at initialisation.
-    - `mode="input"`: the context is concatenated to the input,
-      $y = \text{field}([x, z])$; the first layer is rebuilt (with the inner
-      field's own initialisation) for `in_features + cond_dim` inputs.
+      composite is exactly the inner network at initialisation.
+    - `mode="input"` without a conditioner: the context is concatenated to the
+      input, $y = \text{field}([x, z])$. An `AbstractField`'s first layer is
+      rebuilt (with the field's own initialisation) for `in_features + cond_dim`
+      inputs; any other callable is used as it is and must take that width.
+    - `mode="input"` with a conditioner: the conditioner acts on the input,
+      $y = \text{field}(c(x, z))$, with `num_features` the input width (a
+      `ConcatConditioner` maps $[x, z]$ back to the input width); the inner
+      network, any callable, is used as it is.
+
+    The inner network of `mode="feature"` is an `AbstractField` (`SIREN`,
+    `MLPField`) or any module exposing `layers`, a list or tuple of at least two
+    callables run one after the other, the last being the readout (pyrox's
+    `SIREN` has this form, as does `eqx.nn.Sequential`); the conditioners'
+    widths are read from the layers' output shapes. An `eqx.nn.MLP` applies its
+    activation between its layers, so it is refused there: use `MLPField`, the
+    same network as a field. Layers of a network other than an `AbstractField`,
+    and an inner callable of `mode="input"`, are applied one point at a time
+    (vmapped over the rows), as equinox's layers expect.
 
     Args:
-        inner: the field to condition (`SIREN`, `MLPField`, any `AbstractField`).
-        conditioner: the conditioner class for `mode="feature"`, built as
-            `conditioner(hidden_features, cond_dim, key=..., **conditioner_options)`
-            (`HyperLinear` is built square, from and to `hidden_features`); or
+        inner: the network to condition (see above).
+        conditioner: the conditioner, built as
+            `conditioner(width, cond_dim, key=..., **conditioner_options)` for
+            each hidden layer's output width (`HyperLinear` and
+            `BayesianHyperLinear` are built square, from and to that width); or
             any callable with that signature returning an `AbstractConditioner`.
+            Default: `AffineModulation` in `mode="feature"`; none (concatenation)
+            in `mode="input"`.
         cond_dim: the context width.
         key: the key for the conditioners (or the rebuilt first layer).
         mode: `"feature"` or `"input"`.
+        in_features: the width of `x`, needed only when the inner network does
+            not declare its input width (an `in_features` or `in_size`
+            attribute, on itself or its first layer, or its first layer's
+            `weight`).
         **conditioner_options: passed to every conditioner (e.g.
             `gamma_activation="exp"`).
 
@@ -248,7 +372,7 @@ class ConditionedINR(eqx.Module):
         True
     """
 
-    inner: AbstractField
+    inner: Callable
     conditioners: tuple[AbstractConditioner, ...]
     in_features: int = eqx.field(static=True)
     cond_dim: int = eqx.field(static=True)
@@ -256,48 +380,142 @@ class ConditionedINR(eqx.Module):
 
     def __init__(
         self,
-        inner: AbstractField,
-        conditioner: Callable[..., AbstractConditioner] = AffineModulation,
+        inner: Callable,
+        conditioner: Callable[..., AbstractConditioner] | None = None,
         *,
         cond_dim: int,
         key: jax.Array,
         mode: str = "feature",
+        in_features: int | None = None,
         **conditioner_options: Any,
     ):
         if mode not in _MODES:
             raise ValueError(
                 f"ConditionedINR: mode must be one of {list(_MODES)}; got {mode!r}."
             )
-        if not isinstance(inner, AbstractField):
-            raise TypeError(
-                "ConditionedINR: inner must be an AbstractField (SIREN, MLPField, "
-                f"...), which exposes its layers; got {type(inner).__name__}."
+        self.cond_dim, self.mode = int(cond_dim), mode
+        declared = (
+            inner.in_features
+            if isinstance(inner, AbstractField)
+            else declared_input_width(inner)
+        )
+        if mode == "feature":
+            parts = _layers_of(inner)
+            if parts is None:
+                raise TypeError(
+                    "ConditionedINR: mode='feature' puts a conditioner after each "
+                    "hidden layer, so inner must be an AbstractField (SIREN, "
+                    "MLPField, ...) or a network exposing `layers`, a list or tuple "
+                    "of at least two callables run one after the other (the last "
+                    f"the readout); got {type(inner).__name__}."
+                    + _MLP_REMEDY
+                    * isinstance(inner, eqx.nn.MLP)
+                    + " Any callable can be conditioned at its input with "
+                    "mode='input'."
+                )
+            self.in_features = _input_width(declared, in_features, 0)
+            self.inner = inner
+            self.conditioners = _conditioner_parts(
+                AffineModulation if conditioner is None else conditioner,
+                _hidden_widths(inner, parts[0], self.in_features),
+                self.cond_dim,
+                key,
+                conditioner_options,
             )
-        self.in_features, self.cond_dim, self.mode = inner.in_features, cond_dim, mode
-        if mode == "input":
+        elif conditioner is None:
             if conditioner_options:
                 raise ValueError(
                     "ConditionedINR: conditioner options apply to mode='feature' "
-                    f"only; got {sorted(conditioner_options)} with mode='input'."
+                    "only, or to mode='input' with a conditioner (applied to the "
+                    f"input); got {sorted(conditioner_options)} with mode='input' "
+                    "and no conditioner. Pass the conditioner too, or drop them."
                 )
-            first = inner.input_layer(inner.in_features + cond_dim, key=key)
-            self.inner = eqx.tree_at(lambda field: field.layers[0], inner, first)
+            if isinstance(inner, AbstractField):
+                self.in_features = _input_width(declared, in_features, 0)
+                first = inner.input_layer(self.in_features + self.cond_dim, key=key)
+                self.inner = eqx.tree_at(lambda field: field.layers[0], inner, first)
+            else:
+                self.in_features = _input_width(declared, in_features, self.cond_dim)
+                self.inner = inner
             self.conditioners = ()
         else:
+            self.in_features = _input_width(declared, in_features, 0)
             self.inner = inner
             self.conditioners = _conditioner_parts(
                 conditioner,
-                len(inner.layers),
-                inner.hidden_features,
-                cond_dim,
+                (self.in_features,),
+                self.cond_dim,
                 key,
                 conditioner_options,
             )
 
+    @classmethod
+    def init(
+        cls,
+        inner: Callable,
+        *,
+        conditioner_cls: Callable[..., AbstractConditioner],
+        cond_dim: int,
+        key: jax.Array,
+        mode: str = "feature",
+        pyrox_name: str | None = None,
+        **conditioner_kwargs: Any,
+    ) -> "ConditionedINR":
+        """Builds the field from pyrox's arguments (pyrox's `ConditionedINR.init`).
+
+        pyrox passes the conditioner as `conditioner_cls` and its options with
+        pyrox's names, which go to the class's own `init` (`prior_std` for the
+        Bayesian conditioners, `init_scale` for `HyperLinear`, which is built
+        square as in pyrox). The rest means what it means in the constructor:
+        `ConditionedINR.init(inner, conditioner_cls=FiLM, cond_dim=K, key=key)`
+        is `ConditionedINR(inner, FiLM.init, cond_dim=K, key=key)`. With
+        `mode="input"` the conditioner acts on the input, as pyrox applies it:
+        `inner(conditioner_cls(x, z))`, the inner network used as it is.
+        `pyrox_name` is refused unless it is None (sites are named by
+        `flowrox.sample_module`, `{name}/conditioners.0.generator.weight`, ...).
+
+        Examples:
+            >>> import jax
+            >>> import jax.numpy as jnp
+            >>> from flowrox.nn import SIREN, AffineModulation, ConditionedINR
+            >>> key = jax.random.key(0)
+            >>> inner = SIREN.init(2, 32, 1, depth=4, key=key)
+            >>> wrapped = ConditionedINR.init(
+            ...     inner, conditioner_cls=AffineModulation, cond_dim=4, key=key
+            ... )
+            >>> len(wrapped.conditioners), wrapped(jnp.ones((10, 2)), jnp.ones(4)).shape
+            (3, (10, 1))
+        """
+        refuse_scope_name("ConditionedINR.init", pyrox_name)
+        if conditioner_cls is None or not callable(conditioner_cls):
+            raise TypeError(
+                "ConditionedINR.init: expected conditioner_cls to be a conditioner "
+                "class such as AffineModulation, ConcatConditioner or HyperLinear "
+                f"(or a Bayesian one), got {conditioner_cls!r}. For a context "
+                "concatenated to the input with no conditioner, call "
+                "ConditionedINR(inner, cond_dim=..., key=..., mode='input')."
+            )
+        return cls(
+            inner,
+            _pyrox_builder(conditioner_cls),
+            cond_dim=cond_dim,
+            key=key,
+            mode=mode,
+            **conditioner_kwargs,
+        )
+
     @property
     def out_features(self) -> int:
         """The output width."""
-        return self.inner.out_features
+        if isinstance(self.inner, AbstractField):
+            return self.inner.out_features
+        dtype = jnp.result_type(float)
+        shape = eqx.filter_eval_shape(
+            self,
+            jax.ShapeDtypeStruct((self.in_features,), dtype),
+            jax.ShapeDtypeStruct((self.cond_dim,), dtype),
+        ).shape
+        return shape[-1] if shape else 1
 
     def __call__(self, x: ArrayLike, z: ArrayLike) -> jax.Array:
         """The conditioned field at `x` `(..., in_features)`: `(..., out_features)`.
@@ -310,12 +528,20 @@ class ConditionedINR(eqx.Module):
         x = check_width("ConditionedINR", "x", x, self.in_features, "in_features")
         z, shared = check_context("ConditionedINR", x, z, self.cond_dim)
         if self.mode == "input":
+            if self.conditioners:
+                return _apply(self.inner, self.conditioners[0](x, z))
             if shared:
                 z = jnp.broadcast_to(z, (*x.shape[:-1], self.cond_dim))
-            return self.inner(jnp.concatenate([x, z.astype(x.dtype)], axis=-1))
+            return _apply(self.inner, jnp.concatenate([x, z.astype(x.dtype)], axis=-1))
+        hidden, readout = _layers_of(self.inner)
         h = x
-        for layer, conditioner in zip(
-            self.inner.layers, self.conditioners, strict=True
-        ):
+        for layer, conditioner in zip(hidden, self.conditioners, strict=True):
             h = conditioner(layer(h), z)
-        return apply_linear(self.inner.readout, h)
+        return readout(h)
+
+
+_MLP_REMEDY = (
+    " An eqx.nn.MLP applies its activation between its layers, where no "
+    "conditioner can be placed; build the same network as a field, "
+    "flowrox.nn.MLPField(in_size, width_size, out_size, depth, activation=...)."
+)

@@ -163,8 +163,8 @@ def declared_input_width(module: Any) -> int | None:
     """The input width a module declares, or None when it declares none.
 
     Read from `in_features` (flowrox's and pyrox's layers) or `in_size`
-    (equinox's `Linear` and `MLP`), on the module or else on its first layer;
-    for a first layer with neither, from the last axis of its `weight`.
+    (equinox's `Linear` and `MLP`), or from the last axis of a 2-D `weight`; on
+    the module, else on its first layer (`layers[0]`, through nested layers).
 
     Examples:
         >>> import equinox as eqx
@@ -175,20 +175,14 @@ def declared_input_width(module: Any) -> int | None:
         >>> declared_input_width(lambda x: x) is None
         True
     """
-    for candidate in (module, *_first_layer(module)):
+    while module is not None:
         for name in ("in_features", "in_size"):
-            width = getattr(candidate, name, None)
+            width = getattr(module, name, None)
             if isinstance(width, numbers.Integral) and not isinstance(width, bool):
                 return int(width)
-    for first in _first_layer(module):
-        weight = getattr(first, "weight", None)
+        weight = getattr(module, "weight", None)
         if getattr(weight, "ndim", 0) == 2:
             return int(weight.shape[-1])
+        layers = getattr(module, "layers", None)
+        module = layers[0] if isinstance(layers, list | tuple) and layers else None
     return None
-
-
-def _first_layer(module: Any) -> tuple[Any, ...]:
-    layers = getattr(module, "layers", None)
-    if isinstance(layers, list | tuple) and layers:
-        return (layers[0],)
-    return ()
