@@ -606,7 +606,8 @@ _MIXTURE = dist.MixtureSameFamily(
 @pytest.mark.parametrize(
     "name",
     [
-        "spline",
+        # About 11 s each: in the slow run.
+        pytest.param("spline", marks=pytest.mark.slow),
         pytest.param("coupling", marks=pytest.mark.slow),
         pytest.param("maf", marks=pytest.mark.slow),
     ],

@@ -450,6 +450,7 @@ def _guide_model():
         numpyro.sample("y", dist.Normal(z, 0.5).to_event(1), obs=jnp.ones((4, 3)))
 
 
+@pytest.mark.slow  # 12-15 s a flow, in float64
 @pytest.mark.parametrize("build", FLOW_BUILDERS)
 def test_the_hook_gives_the_two_pass_log_density_loss_and_gradient(build, x64):
     flow = _perturbed(build(jax.random.key(0)), jax.random.key(1))
@@ -492,7 +493,12 @@ def test_the_hook_gives_the_two_pass_log_density_loss_and_gradient(build, x64):
 
 
 @pytest.mark.parametrize(
-    "build", [*FLOW_BUILDERS, pytest.param(_nonlinear_flow, id="nonlinear")]
+    "build",
+    [
+        FLOW_BUILDERS[0],
+        pytest.param(_spline_coupling, id="spline-coupling", marks=pytest.mark.slow),
+        pytest.param(_nonlinear_flow, id="nonlinear"),
+    ],
 )
 def test_log_prob_with_intermediates_equals_log_prob_without(build):
     flow = _perturbed(build(jax.random.key(4)), jax.random.key(5))

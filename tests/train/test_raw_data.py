@@ -137,7 +137,7 @@ def test_the_warning_names_bound_and_standardisation_when_values_fall_outside():
 @pytest.mark.parametrize(
     ("offset", "scale"),
     [
-        (100.0, 1.0),
+        pytest.param(100.0, 1.0, marks=pytest.mark.slow),
         pytest.param(0.0, 1e-3, marks=pytest.mark.slow),
         pytest.param(0.0, 1e3, marks=pytest.mark.slow),
     ],
