@@ -90,8 +90,8 @@ def test_neutra_with_a_flow_guide_matches_the_non_centred_reference():
     got = _summary(neutra.transform_sample(mcmc.get_samples()["auto_shared_latent"]))
     # Measured against the reference over the same 12 runs: mu within 0.034 sd
     # and log tau within 0.089 sd (the reverse-KL guide alone: up to 0.106);
-    # with these keys and the default start 0.002 and 0.020. The chain still under-visits the neck a
-    # little: its 1% quantile of log tau is -2.2 to -3.2.
+    # with these keys and the default start 0.002 and 0.020. The chain still
+    # under-visits the neck a little: its 1% quantile of log tau is -2.2 to -3.2.
     for name in ("mu", "log_tau"):
         sd = expected[name].std()
         print(name, got[name].mean(), expected[name].mean(), sd)
