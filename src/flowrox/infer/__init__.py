@@ -9,6 +9,7 @@ from ._elbo import StickingTheLandingELBO as StickingTheLandingELBO
 from ._guide import AutoFlowGuide as AutoFlowGuide
 from ._imh import IMHState as IMHState
 from ._imh import IndependentMetropolis as IndependentMetropolis
+from ._run_svi import run_svi as run_svi
 
 __all__ = [
     "AutoFlowGuide",
@@ -18,4 +19,5 @@ __all__ = [
     "IndependentMetropolis",
     "StickingTheLandingELBO",
     "importance_diagnostics",
+    "run_svi",
 ]

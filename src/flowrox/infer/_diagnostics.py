@@ -91,6 +91,13 @@ def importance_diagnostics(
     NUTS sees it). With a trained `AutoContinuous` guide as `proposal`, give
     `params`; the model defaults to the guide's.
 
+    Every number comes from the proposal's own draws, so target mass the
+    proposal never visits (a second mode, a tail it does not reach) is
+    invisible: a guide that misses it can show a high ESS, a small $\hat k$ and
+    a small KL while its true KL is several nats. The diagnostics confirm a
+    proposal that covers the target; they cannot prove that it does (compare
+    with a short NUTS run, as the inference docs describe).
+
     Args:
         proposal: a flow (any NumPyro distribution with one event dim) or a
             trained `AutoContinuous` guide such as `AutoFlowGuide`.
