@@ -21,7 +21,7 @@ LAYERS = (
     ("bijections",),
     ("distributions",),
     ("flows", "train"),
-    ("infer",),
+    ("infer", "lattice"),
     ("_png", "_demo", "_cli", "__main__", "__init__"),
 )
 LAYER_OF = {part: depth for depth, parts in enumerate(LAYERS) for part in parts}
