@@ -2,12 +2,27 @@
 
 import abc
 import functools
+from typing import ClassVar
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 from equinox import AbstractVar
 from jax.typing import ArrayLike
+from numpyro.distributions import constraints
+
+#: The sets of element values that flowrox's declared images name.
+ELEMENT_SETS = (
+    constraints.real,
+    constraints.positive,
+    constraints.nonnegative,
+    constraints.unit_interval,
+    constraints.open_interval(-1.0, 1.0),
+)
+
+#: `(domain, image)` pairs of a map that sends each of those sets onto itself
+#: (one that moves elements around, as a permutation does).
+SET_PRESERVING = tuple((element_set, element_set) for element_set in ELEMENT_SETS)
 
 _CHECKED_METHODS = ("transform_and_log_det", "inverse_and_log_det")
 
@@ -76,6 +91,12 @@ class AbstractBijection(eqx.Module):
     unconditional one raises `ValueError`. Integer inputs are promoted to the
     default float type. Batches go through `jax.vmap` (or `flowrox.Flow`).
 
+    `known_images` declares which sets of element values the bijection maps
+    onto which: by default the real arrays onto the real arrays, the common
+    case; a bijection onto a smaller set says so (`Exp`: the reals onto the
+    positive reals), and composites derive theirs from their layers. `Flow`
+    reads its support from it with `image`.
+
     Examples:
         >>> import jax.numpy as jnp
         >>> from flowrox.bijections import Affine
@@ -87,6 +108,12 @@ class AbstractBijection(eqx.Module):
 
     shape: AbstractVar[tuple[int, ...]]
     cond_shape: AbstractVar[tuple[int, ...] | None]
+    #: `(domain, image)` pairs of NumPyro constraints of event dim 0: when
+    #: every element of the input lies in `domain`, the outputs fill exactly
+    #: the events whose elements lie in `image`.
+    known_images: ClassVar[
+        tuple[tuple[constraints.Constraint, constraints.Constraint], ...]
+    ] = ((constraints.real, constraints.real),)
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -126,6 +153,31 @@ class AbstractBijection(eqx.Module):
         Returns:
             `(x, log_det)`, `x` of shape `shape` and a scalar `log_det`.
         """
+
+    def image(self, domain: constraints.Constraint) -> constraints.Constraint | None:
+        """The set the bijection maps `domain` onto, element by element.
+
+        Args:
+            domain: the set every element of the input lies in, a NumPyro
+                constraint of event dim 0 (e.g. `constraints.real`).
+
+        Returns:
+            The set of the output's elements, or `None` when `known_images`
+            does not say.
+
+        Examples:
+            >>> from numpyro.distributions import constraints
+            >>> from flowrox.bijections import Chain, Exp, Scale
+            >>> Chain([Exp(), Scale(2.0)]).image(constraints.real)
+            Positive(lower_bound=0.0)
+            >>> print(Exp().image(constraints.unit_interval))
+            None
+        """
+        for known, image in self.known_images:
+            # Both ways: NumPyro's `positive == nonnegative` holds, the reverse not.
+            if known == domain and domain == known:
+                return image
+        return None
 
     def transform(self, x: ArrayLike, condition: ArrayLike | None = None) -> jax.Array:
         """Computes $y = f(x)$ (the log-det is computed and dropped by XLA)."""

@@ -19,6 +19,20 @@ def common_cond_shape(owner: str, bijections) -> tuple[int, ...] | None:
     return shapes.pop() if shapes else None
 
 
+def composed_images(layers: Sequence[AbstractBijection]) -> tuple:
+    """The `known_images` of applying `layers` in order: each set the first
+    layer knows, followed through every layer for as long as each knows it."""
+    pairs = []
+    for domain, image in layers[0].known_images:
+        for layer in layers[1:]:
+            image = layer.image(image)
+            if image is None:
+                break
+        if image is not None:
+            pairs.append((domain, image))
+    return tuple(pairs)
+
+
 def condition_for(bijection: AbstractBijection, condition):
     """The condition a layer of a composite receives: only conditional layers get it."""
     return None if bijection.cond_shape is None else condition
@@ -30,7 +44,10 @@ class Chain(AbstractBijection):
     `transform` applies the layers in list order, `inverse` in reverse order; the
     log-dets add. A condition is passed to the conditional layers only, which must
     share one `cond_shape`. For many layers of one kind, prefer `Scan`, whose
-    compile time does not grow with depth.
+    compile time does not grow with depth. The sets it maps onto each other
+    (`known_images`) follow the layers': `Chain([Affine(), Exp()])` maps the
+    reals onto the positive reals, `Chain([Exp(), Affine()])` is not known
+    to.
 
     Args:
         bijections: the layers, all of one event shape.
@@ -67,6 +84,10 @@ class Chain(AbstractBijection):
         self.shape = shapes[0]
         self.cond_shape = common_cond_shape("Chain", bijections)
 
+    @property
+    def known_images(self) -> tuple:
+        return composed_images(self.bijections)
+
     def transform_and_log_det(self, x, condition=None):
         log_det = jnp.zeros((), x.dtype)
         for bijection in self.bijections:
@@ -90,7 +111,9 @@ class Invert(AbstractBijection):
     """Swaps the two directions of a bijection.
 
     Useful to make the fast direction of a layer the one that is needed most,
-    e.g. an autoregressive layer whose inverse is sequential.
+    e.g. an autoregressive layer whose inverse is sequential. Its
+    `known_images` are the bijection's, read backwards (`Invert(Exp())` maps
+    the positive reals onto the reals).
 
     Args:
         bijection: the bijection to invert.
@@ -110,6 +133,10 @@ class Invert(AbstractBijection):
         self.bijection = bijection
         self.shape = tuple(bijection.shape)
         self.cond_shape = bijection.cond_shape
+
+    @property
+    def known_images(self) -> tuple:
+        return tuple((image, domain) for domain, image in self.bijection.known_images)
 
     def transform_and_log_det(self, x, condition=None):
         return self.bijection.inverse_and_log_det(x, condition)

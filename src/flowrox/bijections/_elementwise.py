@@ -8,9 +8,10 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
+from numpyro.distributions import constraints
 
 from .._numerics import as_float_array, log_cosh
-from ._base import AbstractBijection
+from ._base import SET_PRESERVING, AbstractBijection
 from ._parameters import (
     check_domain,
     event_shape_of,
@@ -144,6 +145,11 @@ class Scale(AbstractElementwise):
         2.079441...
     """
 
+    known_images: ClassVar = (
+        (constraints.real, constraints.real),
+        (constraints.positive, constraints.positive),
+        (constraints.nonnegative, constraints.nonnegative),
+    )
     log_scale: jax.Array
     shape: tuple[int, ...] = eqx.field(static=True)
 
@@ -168,6 +174,9 @@ class Scale(AbstractElementwise):
 class Exp(AbstractElementwise):
     """$y = e^x$, mapping the reals onto the positive reals.
 
+    A `Flow` over it has support `constraints.positive`, so NUTS samples it
+    through NumPyro's transform of the positive reals.
+
     Args:
         shape: the event shape.
 
@@ -178,6 +187,7 @@ class Exp(AbstractElementwise):
         [0.0, 0.0]
     """
 
+    known_images: ClassVar = ((constraints.real, constraints.positive),)
     shape: tuple[int, ...] = eqx.field(static=True)
 
     def __init__(self, shape: Sequence[int] = ()):
@@ -205,6 +215,7 @@ class SoftPlus(AbstractElementwise):
         0.693147
     """
 
+    known_images: ClassVar = ((constraints.real, constraints.positive),)
     shape: tuple[int, ...] = eqx.field(static=True)
 
     def __init__(self, shape: Sequence[int] = ()):
@@ -233,6 +244,7 @@ class Sigmoid(AbstractElementwise):
         0.5
     """
 
+    known_images: ClassVar = ((constraints.real, constraints.unit_interval),)
     shape: tuple[int, ...] = eqx.field(static=True)
 
     def __init__(self, shape: Sequence[int] = ()):
@@ -264,6 +276,7 @@ class Tanh(AbstractElementwise):
         0.0
     """
 
+    known_images: ClassVar = ((constraints.real, constraints.open_interval(-1.0, 1.0)),)
     shape: tuple[int, ...] = eqx.field(static=True)
 
     def __init__(self, shape: Sequence[int] = ()):
@@ -297,6 +310,11 @@ class Power(AbstractElementwise):
         [4.0, 9.0]
     """
 
+    known_images: ClassVar = (
+        (constraints.positive, constraints.positive),
+        (constraints.nonnegative, constraints.nonnegative),
+        (constraints.unit_interval, constraints.unit_interval),
+    )
     log_exponent: jax.Array
     shape: tuple[int, ...] = eqx.field(static=True)
 
@@ -396,6 +414,7 @@ class Identity(AbstractElementwise):
         0.0
     """
 
+    known_images: ClassVar = SET_PRESERVING
     shape: tuple[int, ...] = eqx.field(static=True)
 
     def __init__(self, shape: Sequence[int] = ()):

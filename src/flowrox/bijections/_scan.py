@@ -6,6 +6,7 @@ import jax.numpy as jnp
 
 from .._tree import stacked
 from ._base import AbstractBijection
+from ._chain import composed_images
 
 
 def stacked_size(owner: str, bijection: AbstractBijection) -> int:
@@ -40,7 +41,8 @@ class Scan(AbstractBijection):
     as produced by `eqx.filter_vmap` over a layer constructor. Because the layer
     is traced once, compile time stays flat in depth, unlike `Chain`. Layer 0 is
     applied first in `transform`; `inverse` runs the layers backwards. The
-    condition (if any) goes to every layer.
+    condition (if any) goes to every layer. The sets it maps onto each other
+    (`known_images`) are those of the layer applied $n$ times.
 
     Args:
         bijection: one layer with stacked parameters.
@@ -70,6 +72,12 @@ class Scan(AbstractBijection):
         self.bijection = bijection
         self.shape = tuple(bijection.shape)
         self.cond_shape = bijection.cond_shape
+
+    @property
+    def known_images(self) -> tuple:
+        # The stacked layer declares what one layer does: its images depend on
+        # its classes, not on its (stacked) parameters.
+        return composed_images((self.bijection,) * self.n_layers)
 
     def _run(self, value, condition, inverse: bool):
         parameters, static = eqx.partition(self.bijection, eqx.is_array)
@@ -104,7 +112,8 @@ class Vmap(AbstractBijection):
       axis (e.g. built with `eqx.filter_vmap`), one set of parameters per slice;
     - `axis_size=n`: one set of parameters shared by all `n` slices.
 
-    The condition (if any) is shared by all slices.
+    The condition (if any) is shared by all slices, and the sets it maps onto
+    each other (`known_images`) are the bijection's.
 
     Args:
         bijection: the bijection for one slice (stacked, or shared).
@@ -136,6 +145,10 @@ class Vmap(AbstractBijection):
         self.bijection = bijection
         self.shape = (self.axis_size, *bijection.shape)
         self.cond_shape = bijection.cond_shape
+
+    @property
+    def known_images(self) -> tuple:
+        return self.bijection.known_images
 
     def _run(self, value, condition, inverse: bool):
         parameters, static = eqx.partition(self.bijection, eqx.is_array)

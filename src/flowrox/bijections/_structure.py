@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from ._base import AbstractBijection
+from ._base import SET_PRESERVING, AbstractBijection
 
 
 class Permute(AbstractBijection):
@@ -35,6 +35,7 @@ class Permute(AbstractBijection):
     inverse_permutation: jax.Array
     shape: tuple[int, ...] = eqx.field(static=True)
     cond_shape: ClassVar[None] = None
+    known_images: ClassVar = SET_PRESERVING
 
     def __init__(self, permutation: ArrayLike):
         permutation = jnp.asarray(permutation)
@@ -85,6 +86,7 @@ class Reverse(AbstractBijection):
 
     shape: tuple[int, ...] = eqx.field(static=True)
     cond_shape: ClassVar[None] = None
+    known_images: ClassVar = SET_PRESERVING
 
     def __init__(self, shape: Sequence[int] = ()):
         self.shape = tuple(int(n) for n in shape)
@@ -150,6 +152,11 @@ class Reshape(AbstractBijection):
         self.bijection = bijection
         self.shape = shape
         self.cond_shape = cond_shape
+
+    @property
+    def known_images(self) -> tuple:
+        # Sets of element values do not change when the event is reshaped.
+        return self.bijection.known_images
 
     def _run(self, value, condition, inverse: bool):
         inner = self.bijection

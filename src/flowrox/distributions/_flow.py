@@ -92,6 +92,44 @@ def _base_with_event_shape(base_dist: Distribution, shape: tuple[int, ...]):
     )
 
 
+def _element_set(support) -> constraints.Constraint | None:
+    """The set of one element's values under a support (unwrapping
+    `independent`), or None when the support is not elementwise."""
+    while isinstance(support, constraints.independent):
+        support = support.base_constraint
+    if not isinstance(support, constraints.Constraint) or support.event_dim:
+        return None
+    return support
+
+
+def _flow_support(
+    base_dist: Distribution,
+    bijection: AbstractBijection,
+    support: constraints.Constraint | None,
+) -> constraints.Constraint:
+    """The support of the flow's samples, with as many event dims as its events."""
+    n_event = len(bijection.shape)
+    if support is None:
+        element = _element_set(base_dist.support)
+        image = None if element is None else bijection.image(element)
+        support = constraints.real if image is None else image
+    if not isinstance(support, constraints.Constraint):
+        raise TypeError(
+            "Flow expected support= to be a NumPyro constraint, e.g. "
+            f"constraints.positive; got {type(support).__name__}."
+        )
+    if support.event_dim > n_event:
+        raise ValueError(
+            f"Flow: support= has event dim {support.event_dim}, but the flow's "
+            f"events have shape {tuple(bijection.shape)} ({n_event} dims). Give "
+            "a constraint of at most as many event dims, e.g. "
+            "constraints.positive, which applies to every element."
+        )
+    if support.event_dim < n_event:
+        support = constraints.independent(support, n_event - support.event_dim)
+    return support
+
+
 class Flow(_KeyedDistribution):
     r"""A normalizing flow as a NumPyro distribution: $y = f(z)$, $z \sim$ base.
 
@@ -107,7 +145,17 @@ class Flow(_KeyedDistribution):
 
     - event shape: the bijection's `shape`;
     - batch shape: the broadcast of the base's batch shape and the leading dims of
-      a batched condition (one distribution per context).
+      a batched condition (one distribution per context);
+    - support: the set the bijection maps the base's support onto, where the
+      bijection declares it (`AbstractBijection.image`): after `Exp` or
+      `SoftPlus` the positive reals, after `Sigmoid` the unit interval, after
+      `Tanh` (-1, 1), composed through `Chain`, `Scan`, `Invert`, `Reshape`
+      and `Vmap`; the real arrays where it is not declared. NUTS and the
+      autoguides transform the site onto it.
+
+    A conditional bijection with no condition makes a flow that holds none
+    (what the builders of `flowrox.flows` return for `cond_dim=...`): its
+    `log_prob` and `sample` raise until `with_condition(c)` gives it one.
 
     A `Flow` is a pytree whose inexact array leaves are the trainable parameters
     (`eqx.partition(flow, eqx.is_inexact_array)` splits them off for optax).
@@ -117,11 +165,11 @@ class Flow(_KeyedDistribution):
             scalar distribution (event shape `()`), which is expanded to it.
         bijection: a flowrox bijection.
         condition: the context of a conditional bijection: one condition of shape
-            `cond_shape`, or a batch `(*batch, *cond_shape)`.
-        support: the constraint of the flow's samples (default: the real vectors
-            of the event shape). Give the true support when the bijection maps
-            onto a smaller set (e.g. `constraints.positive` after `Exp`), so that
-            NUTS and autoguides transform it correctly.
+            `cond_shape`, a batch `(*batch, *cond_shape)`, or `None` (give it
+            later with `with_condition`).
+        support: the constraint of the flow's samples, overriding the one read
+            from the bijection (see above); an elementwise constraint such as
+            `constraints.positive` applies to every element of the event.
         validate_args: NumPyro's argument validation flag.
 
     Examples:
@@ -142,6 +190,12 @@ class Flow(_KeyedDistribution):
         >>> y, intermediates = flow.sample_with_intermediates(jax.random.key(1))
         >>> bool(jnp.allclose(flow.log_prob(y, intermediates), flow.log_prob(y)))
         True
+
+        The support follows the bijection:
+
+        >>> from flowrox.bijections import Exp
+        >>> Flow(dist.Normal(0.0, 1.0), Exp()).support
+        Positive(lower_bound=0.0)
     """
 
     arg_constraints: ClassVar[dict] = {}
@@ -186,13 +240,7 @@ class Flow(_KeyedDistribution):
                     f"condition of shape {jnp.shape(condition)} was given. Pass "
                     "condition=None, or use a conditional bijection."
                 )
-        else:
-            if condition is None:
-                raise ValueError(
-                    "Flow: the bijection is conditional and expects a condition of "
-                    f"shape {tuple(bijection.cond_shape)} (or a batch of them), got "
-                    "None. Pass Flow(base, bijection, condition=...)."
-                )
+        elif condition is not None:
             condition = jnp.asarray(condition)
             cond_batch = leading_shape(
                 "Flow", condition, tuple(bijection.cond_shape), "a condition"
@@ -200,8 +248,7 @@ class Flow(_KeyedDistribution):
             batch_shape = tuple(np.broadcast_shapes(batch_shape, cond_batch))
             if batch_shape != tuple(base_dist.batch_shape):
                 base_dist = base_dist.expand(batch_shape)
-        if support is None:
-            support = constraints.independent(constraints.real, len(shape))
+        support = _flow_support(base_dist, bijection, support)
         self.base_dist = base_dist
         self.bijection = bijection
         self.condition = condition
@@ -251,6 +298,20 @@ class Flow(_KeyedDistribution):
     def has_rsample(self) -> bool:
         return self.base_dist.has_rsample
 
+    def _check_condition(self, owner: str) -> None:
+        """A conditional flow computes nothing without a condition."""
+        if self.condition is None and self.bijection.cond_shape is not None:
+            cond_shape = tuple(self.bijection.cond_shape)
+            batched = (5, *cond_shape)
+            raise ValueError(
+                f"{owner}: the flow is conditional (its bijection takes conditions "
+                f"of shape {cond_shape}) but holds no condition. Give it one: "
+                f"flow.with_condition(c) with c of shape {cond_shape}, or a batch "
+                f"such as {batched} for that many distributions (or "
+                "Flow(base, bijection, condition=c)); to train it, pass one "
+                "condition per sample as fit_to_data(..., condition=c)."
+            )
+
     def _map(self, method: str, value):
         return map_bijection(
             method, self.bijection, value, self.condition, owner="Flow"
@@ -260,8 +321,8 @@ class Flow(_KeyedDistribution):
         """The same flow given another context (or a batch of contexts).
 
         The flow's base must not already carry a batch of earlier contexts:
-        call it on a flow built with one context, as the builders in
-        `flowrox.flows` return.
+        call it on a flow built with no context (as the builders in
+        `flowrox.flows` return) or with one.
 
         Args:
             condition: shape `(*batch, *cond_shape)`.
@@ -300,17 +361,20 @@ class Flow(_KeyedDistribution):
                     "Pass the list returned with the value, or none."
                 )
             return intermediates[0]
+        self._check_condition("Flow.log_prob")
         x, log_det = self._map("inverse_and_log_det", value)
         return self.base_dist.log_prob(x) + log_det
 
     def _base_draws(self, owner: str, key, sample_shape) -> jax.Array:
-        """The base's draws, after checking that `key` is a random key."""
+        """The base's draws, after checking that `key` is a random key and that a
+        conditional flow holds a condition."""
         if not _is_key(key):
             raise TypeError(
                 f"{owner} expected a random key as its first argument, got "
                 f"{key!r}. The sample shape goes second: "
                 "flow.sample(jax.random.key(0), (5,))."
             )
+        self._check_condition(owner)
         return self.base_dist.sample(key, tuple(sample_shape))
 
     def sample(self, key, sample_shape=()) -> jax.Array:
