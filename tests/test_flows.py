@@ -266,9 +266,10 @@ def test_builders_reject_bad_arguments():
         coupling_flow(jax.random.key(0), 1, transformer=Affine(shape=(1,)))
     with pytest.raises(ValueError, match="layers must be at least 1"):
         coupling_flow(jax.random.key(0), 2, layers=0)
-    with pytest.raises(ValueError, match="vector event shape"):
+    alternative = r"vector event shape \(dim,\); got \(2, 2\)\. Use coupling_flow"
+    with pytest.raises(ValueError, match=alternative):
         masked_autoregressive_flow(jax.random.key(0), (2, 2))
-    with pytest.raises(ValueError, match="vector event shape"):
+    with pytest.raises(ValueError, match=alternative):
         bnaf_flow(jax.random.key(0), (2, 2))
     with pytest.raises(ValueError, match="one_pass must be 'inverse'"):
         bnaf_flow(jax.random.key(0), 2, one_pass="both")
@@ -595,6 +596,28 @@ def test_a_one_element_conditional_flow_is_a_batch_of_distributions(name):
     one_by_one = [flow.with_condition(c).log_prob(jnp.array(0.4)) for c in contexts]
     np.testing.assert_allclose(log_probs, one_by_one, rtol=1e-5, atol=1e-6)
     assert np.ptp(np.asarray(log_probs)) > 1e-3
+
+
+@pytest.mark.parametrize(
+    ("name", "shape"),
+    [(name, 3) for name in sorted(ONE_ELEMENT_BUILDERS)]
+    + [("spline", ()), ("bnaf", ())],
+)
+def test_a_conditional_builder_flow_holds_no_condition_until_given_one(name, shape):
+    flow = ONE_ELEMENT_BUILDERS[name](jax.random.key(1), shape, layers=1, cond_dim=2)
+    assert flow.condition is None and flow.batch_shape == ()
+    message = (
+        r"the flow is conditional \(its bijection takes conditions of shape "
+        r"\(2,\)\) but holds no condition\. Give it one: flow\.with_condition\(c\)"
+    )
+    x = jnp.zeros((4, *flow.event_shape))
+    with pytest.raises(ValueError, match=r"Flow\.log_prob: " + message):
+        flow.log_prob(x)
+    with pytest.raises(ValueError, match=r"Flow\.sample: " + message):
+        flow.sample(jax.random.key(0), (4,))
+    with pytest.raises(ValueError, match=r"fit_to_data: .* no condition= was given"):
+        fit_to_data(jax.random.key(0), flow, x, progress=False)
+    assert flow.with_condition(jnp.ones((5, 2))).batch_shape == (5,)
 
 
 _MIXTURE = dist.MixtureSameFamily(

@@ -5,9 +5,10 @@ are built with `eqx.filter_vmap` over keys and applied with `Scan`, so compile
 time does not grow with depth. New coupling and autoregressive flows are the
 identity map (the conditioner networks' last layers start at zero), so a new
 flow is its base distribution; a new `bnaf_flow` is a random monotone map.
-For a conditional flow (`cond_dim=...`) the returned flow holds a zero context;
-give it real ones with `flow.with_condition(c)`, and pass per-sample contexts to
-`flowrox.train.fit_to_data(..., condition=...)`.
+For a conditional flow (`cond_dim=...`) the returned flow holds no context: its
+`log_prob` and `sample` raise until it is given one with `flow.with_condition(c)`
+(one context, or a batch of them), and `flowrox.train.fit_to_data` takes the
+per-sample contexts as `condition=...`.
 
 A one-element event (`()`, `1` or `(1,)`) has nothing to couple or to order:
 `coupling_flow`, `spline_flow` and `masked_autoregressive_flow` then stack
@@ -124,7 +125,7 @@ def _scalar_flow(
     bijection = Scan(eqx.filter_vmap(layer)(jax.random.split(key, layers)))
     if shape != inner_shape:
         bijection = Reshape(bijection, shape)
-    return _flow(bijection, cond_dim, invert)
+    return _flow(bijection, invert)
 
 
 def _check_layers(builder: str, layers: int) -> int:
@@ -134,11 +135,9 @@ def _check_layers(builder: str, layers: int) -> int:
     return layers
 
 
-def _flow(bijection: AbstractBijection, cond_dim, invert: bool = False) -> Flow:
-    condition = None if cond_dim is None else jnp.zeros((int(cond_dim),))
-    return Flow(
-        dist.Normal(0.0, 1.0), Invert(bijection) if invert else bijection, condition
-    )
+def _flow(bijection: AbstractBijection, invert: bool = False) -> Flow:
+    # A conditional flow holds no condition: it raises until given one.
+    return Flow(dist.Normal(0.0, 1.0), Invert(bijection) if invert else bijection)
 
 
 def _swap_halves_permutation(key: jax.Array, size: int) -> jax.Array:
@@ -186,7 +185,8 @@ def coupling_flow(
         depth: the conditioner's number of hidden layers.
         transformer: the elementwise template (default `Affine()`; for one
             element, `RationalQuadraticSpline(-5.0, 5.0, 8)`).
-        cond_dim: the size of a context vector, or None.
+        cond_dim: the size of a context vector, or None. A conditional flow
+            holds no context: give it one with `flow.with_condition(c)`.
         mask: `"half"`, `"alternating"` or `"checkerboard"`.
         activation: the conditioner activation.
         invert: build the layers from data to base (wrapped in `Invert`), so
@@ -244,7 +244,7 @@ def coupling_flow(
         return Chain([coupling, flipped])
 
     stack = eqx.filter_vmap(layer)(jax.random.split(key, layers))
-    return _flow(Scan(stack), cond_dim, invert)
+    return _flow(Scan(stack), invert)
 
 
 def spline_flow(
@@ -278,7 +278,8 @@ def spline_flow(
             tail beyond it into itself, so data should lie inside it:
             `fit_to_data` standardises raw data and widens the scale of a
             long-tailed element until its bulk does.
-        cond_dim: the size of a context vector, or None.
+        cond_dim: the size of a context vector, or None. A conditional flow
+            holds no context: give it one with `flow.with_condition(c)`.
         mask: as for `coupling_flow`.
         activation: the conditioner activation.
         invert: as for `coupling_flow`; the default `True` suits density
@@ -360,7 +361,8 @@ def masked_autoregressive_flow(
         transformer: the elementwise template (default `Affine()`, for one
             element `RationalQuadraticSpline(-5.0, 5.0, 8)`; e.g.
             `RationalQuadraticSpline(-5.0, 5.0, 8)`).
-        cond_dim: the size of a context vector, or None.
+        cond_dim: the size of a context vector, or None. A conditional flow
+            holds no context: give it one with `flow.with_condition(c)`.
         one_pass: `"inverse"` or `"transform"` (`"forward"`: deprecated).
         activation: the MADE activation.
         invert: build the layers from data to base; default: when
@@ -414,7 +416,7 @@ def masked_autoregressive_flow(
         )
 
     stack = eqx.filter_vmap(layer)(jax.random.split(key, layers))
-    return _flow(Scan(stack), cond_dim, invert)
+    return _flow(Scan(stack), invert)
 
 
 def bnaf_flow(
@@ -442,7 +444,8 @@ def bnaf_flow(
         layers: the number of BNAF layers.
         hidden: hidden units per element in each hidden layer (block size).
         depth: hidden layers per BNAF network.
-        cond_dim: the size of a context vector, or None.
+        cond_dim: the size of a context vector, or None. A conditional flow
+            holds no context: give it one with `flow.with_condition(c)`.
         one_pass: `"inverse"` (fast density) or `"transform"` (fast sampling;
             `"forward"` is its deprecated spelling).
 
@@ -480,4 +483,4 @@ def bnaf_flow(
     bijection = Scan(eqx.filter_vmap(layer)(jax.random.split(key, layers)))
     if outer_shape != shape:
         bijection = Reshape(bijection, outer_shape)
-    return _flow(bijection, cond_dim)
+    return _flow(bijection)

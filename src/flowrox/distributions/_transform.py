@@ -67,9 +67,14 @@ class BijectionTransform(Transform):
                 if bijection.cond_shape is None
                 else f"a condition of shape {tuple(bijection.cond_shape)}"
             )
+            remedy = (
+                "Pass condition=None."
+                if bijection.cond_shape is None
+                else "Pass BijectionTransform(bijection, condition=c)."
+            )
             raise ValueError(
                 f"BijectionTransform: the bijection expects {expected}; got "
-                f"{'None' if condition is None else jnp.shape(condition)}."
+                f"{'None' if condition is None else jnp.shape(condition)}. {remedy}"
             )
         if condition is not None:
             condition = jnp.asarray(condition)
