@@ -9,7 +9,7 @@ import optax
 import pytest
 
 from flowrox.train import compile_step, default_optimizer, sticking_the_landing
-from flowrox.train._core import check_finite
+from flowrox.train._core import check_finite, check_finite_rows, run_steps
 
 
 def test_the_step_equals_optax_by_hand_and_is_traced_once():
@@ -70,14 +70,64 @@ def test_the_default_optimizer_is_clipped_adam_with_an_optional_schedule():
 
 @pytest.mark.parametrize("loss", [float("nan"), float("inf"), -float("inf")])
 def test_a_non_finite_loss_names_the_loop_the_step_and_the_remedies(loss):
+    kept = {"w": jnp.ones(2)}
     with pytest.raises(FloatingPointError) as raised:
-        check_finite(loss, 7, "a_loop", inputs="the data", remedy="Try X.")
+        check_finite(
+            loss,
+            7,
+            "a_loop",
+            inputs="the data",
+            remedy="Try X.",
+            parameters=kept,
+            losses=[1.0] * 7,
+            rebuild=lambda parameters: ("flow", parameters),
+        )
     message = str(raised.value)
     assert message.startswith(f"a_loop: the loss became {loss} at step 7. ")
     assert "Lower the learning rate" in message
     assert "check the data for infinite values" in message
+    assert "The parameters of step 6, the last with a finite loss, are kept" in message
+    assert "read error.flow" in message
     assert message.endswith("Try X.")
+    # The error keeps what it was given.
+    error = raised.value
+    assert error.step == 7 and error.losses == [1.0] * 7
+    assert error.parameters is kept and error.flow == ("flow", kept)
     check_finite(1.5, 7, "a_loop", inputs="the data")  # finite: no error
+    # Without a loop result, the parameters; without inputs, no check to name.
+    with pytest.raises(FloatingPointError, match=r"read error\.parameters") as raised:
+        check_finite(loss, 0, "a_loop")
+    assert "No step had a finite loss" in str(raised.value)
+    assert "check" not in str(raised.value) and raised.value.flow is None
+
+
+def test_run_steps_keeps_the_parameters_of_the_last_finite_loss():
+    # The loss is the parameter itself, which each step doubles: 1, 2, 4, inf.
+    def step(parameters, state, batch):
+        del batch
+        loss = jnp.where(parameters > 4.0, jnp.inf, parameters)
+        return 2.0 * parameters, state, loss
+
+    with pytest.raises(FloatingPointError, match=r"at step 3\. .* step 2") as raised:
+        run_steps(step, jnp.array(1.0), None, range(6), owner="doubling")
+    assert float(raised.value.parameters) == 4.0
+    assert raised.value.losses == [1.0, 2.0, 4.0]
+    parameters, _, losses = run_steps(step, jnp.array(1.0), None, range(2), owner="o")
+    assert float(parameters) == 4.0 and losses == [1.0, 2.0]
+
+
+def test_finite_rows_are_checked_with_the_first_bad_row_named():
+    check_finite_rows("f", "data", jnp.ones((3, 2)))  # finite: no error
+    check_finite_rows("f", "data", jnp.arange(3))  # integers: nothing to check
+    with pytest.raises(ValueError, match=r"f: data holds nan at row 1 \(rows"):
+        check_finite_rows("f", "data", jnp.array([0.0, jnp.nan, jnp.nan]))
+    lattice = jnp.zeros((4, 2, 3)).at[2, 1, 0].set(jnp.inf).at[3, 0, 0].set(jnp.nan)
+    with pytest.raises(
+        ValueError,
+        match=r"f: data holds inf at row 2, element \(1, 0\) \(rows holding NaN "
+        r"or inf: 2 of 4\)",
+    ):
+        check_finite_rows("f", "data", lattice)
 
 
 def test_sticking_the_landing_keeps_the_path_gradient_only():

@@ -12,20 +12,115 @@ from flowrox.train import fit_to_data
 from tests.helpers import ConditionalAffine
 
 
-def test_nan_loss_stops_with_an_error_naming_the_step():
-    data = jnp.ones((100, 1)).at[3, 0].set(jnp.inf)
+@pytest.mark.parametrize(
+    ("data", "condition", "match"),
+    [
+        (
+            jnp.ones((100, 2)).at[3, 1].set(jnp.inf),
+            None,
+            r"fit_to_data: data holds inf at row 3, column 1 \(rows holding NaN or "
+            r"inf: 1 of 100\)\. Drop or impute those rows",
+        ),
+        (
+            jnp.ones((100, 2)).at[7, 0].set(jnp.nan).at[50, 1].set(jnp.nan),
+            None,
+            r"data holds nan at row 7, column 0 \(rows holding NaN or inf: 2 of 100\)",
+        ),
+        (
+            jnp.ones((100, 2)),
+            jnp.zeros((100, 1)).at[42, 0].set(-jnp.inf),
+            r"condition holds -inf at row 42, column 0 .*jnp\.isfinite\(condition\)",
+        ),
+    ],
+    ids=["inf", "nan", "condition"],
+)
+def test_non_finite_data_is_refused_before_training_naming_the_row(
+    data, condition, match
+):
+    if condition is None:
+        flow = Flow(dist.Normal(0.0, 1.0), Affine(jnp.zeros(2)))
+    else:
+        bijection = ConditionalAffine(jax.random.key(0), 2, 1)
+        flow = Flow(dist.Normal(0.0, 1.0), bijection)
+    with pytest.raises(ValueError, match=match):
+        fit_to_data(jax.random.key(1), flow, data, condition=condition, progress=False)
+
+
+def test_a_nan_loss_keeps_the_flow_of_the_last_finite_step_on_the_error():
+    # Adam's steps are about the learning rate long: at 1e3 the log-scale
+    # overflows within a few steps, and the loss becomes inf.
+    data = jax.random.normal(jax.random.key(0), (100, 1))
     flow = Flow(dist.Normal(0.0, 1.0), Affine(jnp.zeros(1)))
+    key = jax.random.key(1)
     with pytest.raises(
-        FloatingPointError, match=r"fit_to_data.*the loss became inf at step"
-    ):
+        FloatingPointError,
+        match=r"fit_to_data: the loss became (inf|nan) at step (\d+)\. Lower the "
+        r"learning rate.*The parameters of step \d+, the last with a finite loss, "
+        r"are kept on the error.*read error\.flow\.",
+    ) as raised:
         fit_to_data(
-            jax.random.key(1),
+            key,
             flow,
             data,
-            batch_size=100,
-            val_fraction=0.5,
+            learning_rate=1e3,
+            batch_size=10,
+            standardize=False,
             progress=False,
         )
+    error = raised.value
+    step = error.step
+    assert step >= 1 and len(error.losses) == step
+    assert np.all(np.isfinite(error.losses))
+    kept = error.flow
+    assert isinstance(kept, Flow)
+    # The kept flow is the one whose minibatch loss was the last finite one:
+    # rebuild the split and the shuffle of the first epoch (10 steps of 10).
+    assert step < 9
+    split_key, key = jax.random.split(key)
+    train = data[jax.random.permutation(split_key, 100)[10:]]
+    _, shuffle_key = jax.random.split(key)
+    rows = jax.random.permutation(shuffle_key, 90)[(step - 1) * 10 : step * 10]
+    np.testing.assert_allclose(
+        -jnp.mean(kept.log_prob(train[rows])), error.losses[-1], rtol=1e-5
+    )
+    assert not np.allclose(kept.bijection.loc, 0.0)  # trained, not the start
+
+
+def test_condition_errors_name_the_argument_its_shape_and_the_fix():
+    data = jnp.zeros((100, 2))
+    conditional = Flow(
+        dist.Normal(0.0, 1.0), ConditionalAffine(jax.random.key(0), 2, 1)
+    )
+    cases = [
+        (
+            jnp.zeros(100),
+            r"condition= has shape \(100,\); the flow's bijection takes conditions "
+            r"of shape \(1,\), so with 100 data rows condition= must have shape "
+            r"\(100, 1\)\. Add the context axis: condition=c\[:, None\]\.",
+        ),
+        (jnp.zeros((90, 1)), r"shape \(90, 1\).*\(100 data rows, 90 conditions\)"),
+        (jnp.zeros((100, 3)), r"shape \(100, 3\).*build the flow with cond_dim=3"),
+        (jnp.zeros((100, 1, 1)), r"Reshape it: condition=c\.reshape\(\(100, 1\)\)"),
+        (
+            None,
+            r"the flow is conditional .* but no condition= was given\. Pass one "
+            r"condition per data row: .*condition=c\) with c of shape \(100, 1\)",
+        ),
+    ]
+    for condition, match in cases:
+        with pytest.raises(ValueError, match=match):
+            fit_to_data(
+                jax.random.key(0),
+                conditional,
+                data,
+                condition=condition,
+                progress=False,
+            )
+    plain = Flow(dist.Normal(0.0, 1.0), Affine(jnp.zeros(2)))
+    with pytest.raises(
+        ValueError, match=r"unconditional .* condition= was given, of shape \(100, 1\)"
+    ):
+        fit_to_data(jax.random.key(0), plain, data, condition=jnp.zeros((100, 1)))
 
 
 def test_early_stopping_returns_the_best_held_out_parameters():
@@ -113,7 +208,9 @@ def test_conditional_fit_learns_a_known_conditional_gaussian():
     conditions = jax.random.normal(key_c, (3000, 2))
     means = conditions @ jnp.array([[1.0], [-0.5]])
     data = means + jax.random.normal(key_x, (3000, 1))
-    bijection = Chain([ConditionalAffine(jax.random.key(1), 1, 2), Affine(jnp.zeros(1))])
+    bijection = Chain(
+        [ConditionalAffine(jax.random.key(1), 1, 2), Affine(jnp.zeros(1))]
+    )
     flow = Flow(dist.Normal(0.0, 1.0), bijection, condition=jnp.zeros(2))
     trained, _ = fit_to_data(
         jax.random.key(2),

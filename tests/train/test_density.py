@@ -36,9 +36,57 @@ def test_fit_to_density_reaches_the_exact_gaussian_with_stick_the_landing():
 def test_nan_loss_stops_with_an_error_naming_the_step():
     flow = Flow(dist.Normal(0.0, 1.0), Affine(0.0, 1.0))
     with pytest.raises(
-        FloatingPointError, match=r"fit_to_density: the loss became nan at step 0"
-    ):
+        FloatingPointError,
+        match=r"fit_to_density: the loss became nan at step 0\. .*check the log "
+        r"density \(at the flow's draws\).*No step had a finite loss; the initial "
+        r"parameters are kept on the error.*read error\.flow",
+    ) as raised:
         fit_to_density(jax.random.key(0), flow, jnp.log, steps=5, progress=False)
+    assert raised.value.step == 0 and raised.value.losses == []
+    assert float(raised.value.flow.bijection.loc) == 0.0
+
+
+def test_a_nan_loss_mid_training_keeps_the_last_finite_flow():
+    # The target is NaN beyond x = 1.5 and pulls the flow towards 3: once a
+    # draw crosses, the loss is NaN.
+    def log_density(x):
+        return jnp.where(x > 1.5, jnp.nan, -0.5 * (x - 3.0) ** 2)
+
+    flow = Flow(dist.Normal(0.0, 1.0), Affine(-3.0, 0.1))
+    with pytest.raises(FloatingPointError, match=r"loss became nan at step") as raised:
+        fit_to_density(
+            jax.random.key(0),
+            flow,
+            log_density,
+            learning_rate=0.1,
+            steps=300,
+            batch_size=16,
+            progress=False,
+        )
+    error = raised.value
+    assert error.step > 1 and len(error.losses) == error.step
+    assert np.all(np.isfinite(error.losses))
+    assert f"The parameters of step {error.step - 1}, the last with" in str(error)
+    # The kept flow is the one whose loss was the last finite one: rebuild
+    # that step's key (one split per step) and score the flow's draws.
+    key = jax.random.key(0)
+    for _ in range(error.step):
+        key, step_key = jax.random.split(key)
+    x, log_q = error.flow.sample_and_log_prob(step_key, (16,))
+    np.testing.assert_allclose(
+        jnp.mean(log_q - log_density(x)), error.losses[-1], rtol=1e-5
+    )
+    assert -3.0 < float(error.flow.bijection.loc) < 1.5  # moved towards 3
+
+
+def test_a_conditional_flow_without_a_condition_is_refused():
+    flow = Flow(dist.Normal(0.0, 1.0), ConditionalAffine(jax.random.key(1), 2, 3))
+    with pytest.raises(
+        ValueError,
+        match=r"fit_to_density: the flow is conditional .*shape \(3,\)\) but holds "
+        r"no condition\. .*flow\.with_condition\(c\)",
+    ):
+        fit_to_density(jax.random.key(0), flow, lambda x: -jnp.sum(x**2), steps=2)
 
 
 @pytest.mark.parametrize("stick_the_landing", [False, True])

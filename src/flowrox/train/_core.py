@@ -1,6 +1,7 @@
 """What every training loop shares: the trainable filter, the default optimizer,
-the compiled step, the finiteness check, the sticking-the-landing estimator and
-the placement of batches on a device mesh."""
+the compiled step, the finiteness checks (of the inputs, and of every loss,
+keeping the last finite parameters), the sticking-the-landing estimator and the
+placement of batches on a device mesh."""
 
 import math
 from collections.abc import Callable, Iterable
@@ -9,6 +10,7 @@ from typing import Any
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
@@ -160,17 +162,78 @@ def compile_loss(
     return lambda parameters, batch: evaluate(parameters, static_arrays, batch)
 
 
+def check_finite_rows(owner: str, argument: str, values: jax.Array) -> None:
+    """Raises `ValueError` naming the first row of `values` that holds NaN or inf.
+
+    Args:
+        owner: the function's name, which starts the message.
+        argument: the argument's name (`"data"`, `"condition"`).
+        values: an array of rows, shape `(n, ...)`.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from flowrox.train._core import check_finite_rows
+        >>> check_finite_rows("fit", "data", jnp.array([[0.0, 1.0], [2.0, jnp.nan]]))
+        Traceback (most recent call last):
+        ...
+        ValueError: fit: data holds nan at row 1, column 1 ...
+    """
+    array = np.asarray(values)
+    if not np.issubdtype(array.dtype, np.inexact):
+        return
+    finite = np.isfinite(array)
+    if finite.all():
+        return
+    bad_rows = ~finite.reshape(len(array), -1).all(axis=1)
+    row = int(np.argmax(bad_rows))
+    if array.ndim == 1:
+        value, where = array[row], ""
+    else:
+        element = np.unravel_index(int(np.argmax(~finite[row])), array.shape[1:])
+        value = array[row][element]
+        if array.ndim == 2:
+            where = f", column {int(element[0])}"
+        else:
+            where = f", element {tuple(int(i) for i in element)}"
+    raise ValueError(
+        f"{owner}: {argument} holds {value} at row {row}{where} "
+        f"(rows holding NaN or inf: {int(bad_rows.sum())} of {len(array)}). Drop or "
+        f"impute those rows first, e.g. keep = jnp.isfinite({argument})"
+        f".reshape(len({argument}), -1).all(1), and pass {argument}[keep] (and "
+        "the matching rows of the other arguments)."
+    )
+
+
 def check_finite(
-    loss: float, step: int, owner: str, *, inputs: str, remedy: str = ""
+    loss: float,
+    step: int,
+    owner: str,
+    *,
+    inputs: str | None = None,
+    remedy: str = "",
+    parameters: Any = None,
+    losses: list[float] | None = None,
+    rebuild: Callable[[Any], Any] | None = None,
 ) -> None:
     """Raises `FloatingPointError` when a training loss is NaN or infinite.
+
+    The error keeps what the loop had learned: its attributes `parameters`
+    (the parameters of the last step whose loss was finite, or the initial
+    ones when the first step fails), `flow` (those parameters made into the
+    loop's result by `rebuild`, or None), `step` and `losses` (the finite
+    losses before it).
 
     Args:
         loss: the loss of one step (a Python float).
         step: the step's index, counted from 0.
         owner: the loop's name, which starts the message.
-        inputs: what to check for infinite values ("the data").
+        inputs: what to check for infinite values ("the data"), or None.
         remedy: a further remedy, a sentence.
+        parameters: the parameters of the last step whose loss was finite,
+            kept on the error.
+        losses: the finite losses so far, kept on the error.
+        rebuild: turns `parameters` into the loop's result (a flow), kept on
+            the error as `flow`.
 
     Examples:
         >>> from flowrox.train._core import check_finite
@@ -179,14 +242,26 @@ def check_finite(
         ...
         FloatingPointError: my_loop: the loss became nan at step 3. ...
     """
-    if not math.isfinite(loss):
-        message = (
-            f"{owner}: the loss became {loss} at step {step}. Lower the learning "
-            "rate, clip the gradients harder (pass optimizer=), or check "
-            f"{inputs} for infinite values; the parameters of the last finite "
-            "step are lost."
-        )
-        raise FloatingPointError(f"{message} {remedy}".strip())
+    if math.isfinite(loss):
+        return
+    check = f", or check {inputs} for infinite values" if inputs else ""
+    kept = "error.flow" if rebuild is not None else "error.parameters"
+    if step:
+        which = f"The parameters of step {step - 1}, the last with a finite loss,"
+    else:
+        which = "No step had a finite loss; the initial parameters"
+    message = (
+        f"{owner}: the loss became {loss} at step {step}. Lower the learning rate "
+        f"or clip the gradients harder (pass optimizer=){check}. {which} are "
+        "kept on the error: catch it (except FloatingPointError as error) and "
+        f"read {kept}."
+    )
+    error = FloatingPointError(f"{message} {remedy}".strip())
+    error.step = step
+    error.losses = list(losses or [])
+    error.parameters = parameters
+    error.flow = None if rebuild is None else rebuild(parameters)
+    raise error
 
 
 def run_steps(
@@ -196,10 +271,11 @@ def run_steps(
     batches: Iterable,
     *,
     owner: str,
-    inputs: str,
+    inputs: str | None = None,
     remedy: str = "",
     progress: bool = False,
     total: int | None = None,
+    rebuild: Callable[[Any], Any] | None = None,
 ) -> tuple[Any, Any, list[float]]:
     """Runs a compiled step on each batch, checking every loss.
 
@@ -213,16 +289,38 @@ def run_steps(
         remedy: `check_finite`'s further remedy.
         progress: show a tqdm progress bar with the current loss.
         total: the number of batches, for the progress bar.
+        rebuild: turns parameters into the loop's result; on a loss that is
+            not finite, the error holds it as `flow`.
 
     Returns:
         `(parameters, state, losses)`, one loss per step.
+
+    Raises:
+        FloatingPointError: on a loss that is not finite, keeping the
+            parameters of the last step whose loss was finite (see
+            `check_finite`).
     """
     losses = []
+    # A step's loss is that of the parameters going in, so those of the last
+    # finite loss are the ones before the step whose loss is not finite.
+    kept = parameters
     bar = tqdm(batches, total=total, disable=not progress, desc=owner)
     for index, batch in enumerate(bar):
-        parameters, state, loss = step(parameters, state, batch)
+        updated, state, loss = step(parameters, state, batch)
         loss = float(loss)
-        check_finite(loss, index, owner, inputs=inputs, remedy=remedy)
+        if not math.isfinite(loss):
+            bar.close()
+        check_finite(
+            loss,
+            index,
+            owner,
+            inputs=inputs,
+            remedy=remedy,
+            parameters=kept,
+            losses=losses,
+            rebuild=rebuild,
+        )
+        kept, parameters = parameters, updated
         losses.append(loss)
         if index % 25 == 0 or index + 1 == total:
             bar.set_postfix(loss=f"{loss:.4f}")

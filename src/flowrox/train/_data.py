@@ -17,14 +17,13 @@ from ..distributions import Flow
 from ._core import (
     batch_sharding,
     check_finite,
+    check_finite_rows,
     compile_loss,
     compile_step,
     default_optimizer,
     replicate,
     trainable_filter,
 )
-
-_INPUTS = "the data"
 
 
 def _log_prob(flow: Flow, x, condition):
@@ -81,9 +80,8 @@ def spline_interval(flow: Flow) -> tuple[float, float] | None:
 
 
 def _finite_moments(values: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Per element, the mean and sd of the finite values (a constant or
-    all-infinite element gets scale 1, so that the loop's finiteness check,
-    not the standardisation, reports infinite data)."""
+    """Per element, the mean and sd of the finite values (a constant element
+    gets scale 1; `fit_to_data` refuses data holding NaN or inf up front)."""
     finite = jnp.isfinite(values)
     count = jnp.maximum(finite.sum(0), 1)
     loc = jnp.where(finite, values, 0.0).sum(0) / count
@@ -155,6 +153,52 @@ def _warn_outside(flow: Flow, val_x: jax.Array) -> None:
         )
 
 
+def _checked_condition(flow: Flow, condition, n: int) -> jax.Array | None:
+    """The per-sample conditions, after checking them against the flow: named
+    as the user passed them, before any split."""
+    cond_shape = flow.bijection.cond_shape
+    if cond_shape is None:
+        if condition is not None:
+            raise ValueError(
+                "fit_to_data: the flow is unconditional (its bijection's cond_shape "
+                f"is None) but condition= was given, of shape {jnp.shape(condition)}. "
+                "Drop condition=, or fit a conditional flow (e.g. "
+                "spline_flow(key, dim, cond_dim=...))."
+            )
+        return None
+    cond_shape = tuple(cond_shape)
+    expected = (n, *cond_shape)
+    if condition is None:
+        raise ValueError(
+            "fit_to_data: the flow is conditional (its bijection takes conditions "
+            f"of shape {cond_shape}) but no condition= was given. Pass one "
+            "condition per data row: fit_to_data(key, flow, data, condition=c) "
+            f"with c of shape {expected}."
+        )
+    condition = jnp.asarray(condition)
+    if condition.shape == expected:
+        return condition
+    if condition.shape == (n,) and cond_shape == (1,):
+        fix = " Add the context axis: condition=c[:, None]."
+    elif condition.ndim == 0 or condition.shape[0] != n:
+        rows = "none" if condition.ndim == 0 else condition.shape[0]
+        fix = f" Give one condition per data row ({n} data rows, {rows} conditions)."
+    elif condition[0].size == math.prod(cond_shape):
+        fix = f" Reshape it: condition=c.reshape({expected})."
+    elif condition.ndim == 2 and len(cond_shape) == 1:
+        fix = (
+            f" Pass conditions of width {cond_shape[0]}, or build the flow with "
+            f"cond_dim={condition.shape[1]}."
+        )
+    else:
+        fix = ""
+    raise ValueError(
+        f"fit_to_data: condition= has shape {tuple(condition.shape)}; the flow's "
+        f"bijection takes conditions of shape {cond_shape}, so with {n} data rows "
+        f"condition= must have shape {expected}.{fix}"
+    )
+
+
 def fit_to_data(
     key: jax.Array,
     flow: Flow,
@@ -203,11 +247,20 @@ def fit_to_data(
     than 1% of the held-out values of an element reach the splines outside
     their interval (after the standardisation, if any).
 
+    The data and conditions are checked before training: a row holding NaN
+    or inf is refused, named. A loss that turns NaN or infinite while
+    training stops the loop with a `FloatingPointError` that keeps the flow
+    of the last step whose loss was finite, as `error.flow`.
+
     Args:
         key: the random key (split, shuffling).
-        flow: the flow; for a conditional flow, built with any one condition.
-        data: samples, shape `(n, *event_shape)`.
-        condition: conditions per sample, shape `(n, *cond_shape)`.
+        flow: the flow (batch shape `()`); a conditional flow holds no
+            condition (as the builders return it) or one, which `condition`
+            replaces.
+        data: samples, shape `(n, *event_shape)`, all finite.
+        condition: conditions per sample, shape `(n, *cond_shape)`, all
+            finite: required for a conditional flow, refused for an
+            unconditional one.
         optimizer: an optax optimizer (default: `default_optimizer`, Adam with
             gradient clipping at a constant `learning_rate`).
         learning_rate: the default optimizer's learning rate.
@@ -231,6 +284,14 @@ def fit_to_data(
         one mean loss per epoch. With `standardize=True` the trained flow's
         bijection is the `Standardized` wrapper; the given bijection, trained,
         is its `.bijection`.
+
+    Raises:
+        ValueError: for data or conditions of the wrong shape, a missing or
+            unexpected `condition`, or a row holding NaN or inf (named).
+        FloatingPointError: when a loss turns NaN or infinite. Its `flow`
+            attribute holds the flow of the last step whose loss was finite
+            (`except FloatingPointError as error: flow = error.flow`), `step`
+            the failing step and `losses` the finite step losses before it.
 
     Examples:
         >>> import jax
@@ -271,13 +332,10 @@ def fit_to_data(
             f"fit_to_data expected data of shape (n, *{flow.event_shape}), got "
             f"{data.shape}."
         )
+    condition = _checked_condition(flow, condition, n)
+    check_finite_rows("fit_to_data", "data", data)
     if condition is not None:
-        condition = jnp.asarray(condition)
-        if condition.shape[0] != n:
-            raise ValueError(
-                f"fit_to_data: {n} samples but {condition.shape[0]} conditions; give "
-                "one condition per sample."
-            )
+        check_finite_rows("fit_to_data", "condition", condition)
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(
             f"fit_to_data: val_fraction must be in (0, 1); got {val_fraction}."
@@ -338,8 +396,15 @@ def fit_to_data(
     def val_loss(parameters):
         return float(val_loss_fn(parameters, (val_x, val_c)))
 
+    def rebuild(parameters):
+        return eqx.combine(parameters, static)
+
     losses = {"train": [], "val": []}
+    step_losses = []
     best_parameters, best_val = parameters, val_loss(parameters)
+    # A step's loss is that of the parameters going in: on a loss that is not
+    # finite, the parameters before that step are the last with a finite one.
+    kept = parameters
     epochs_without_improvement = 0
     step = 0
     bar = tqdm(range(max_epochs), disable=not progress, desc="fit_to_data")
@@ -351,13 +416,33 @@ def fit_to_data(
             if steps is not None and step >= steps:
                 break
             indices = permutation[batch * batch_size : (batch + 1) * batch_size]
-            parameters, state, loss = train_step(parameters, state, indices)
+            updated, state, loss = train_step(parameters, state, indices)
             loss = float(loss)
-            check_finite(loss, step, "fit_to_data", inputs=_INPUTS)
+            if not math.isfinite(loss):
+                bar.close()
+            check_finite(
+                loss,
+                step,
+                "fit_to_data",
+                parameters=kept,
+                losses=step_losses,
+                rebuild=rebuild,
+            )
+            kept, parameters = parameters, updated
             epoch_losses.append(loss)
+            step_losses.append(loss)
             step += 1
         held_out = val_loss(parameters)
-        check_finite(held_out, step, "fit_to_data (held-out loss)", inputs=_INPUTS)
+        if not math.isfinite(held_out):
+            bar.close()
+        check_finite(
+            held_out,
+            step,
+            "fit_to_data (held-out loss)",
+            parameters=kept,
+            losses=step_losses,
+            rebuild=rebuild,
+        )
         losses["train"].append(float(np.mean(epoch_losses)))
         losses["val"].append(held_out)
         bar.set_postfix(train=f"{losses['train'][-1]:.4f}", val=f"{held_out:.4f}")

@@ -60,8 +60,8 @@ def fit_to_density(
 
     Args:
         key: the random key.
-        flow: the flow $q$ (batch shape (); a conditional flow holds its one
-            condition).
+        flow: the flow $q$ (batch shape (); a conditional flow must hold its
+            one condition: pass `flow.with_condition(c)`).
         log_density: $\log \tilde p$ of one event of the flow's event shape,
             returning a scalar (it is vmapped over the batch).
         optimizer: an optax optimizer (default: `default_optimizer`, Adam with
@@ -81,6 +81,15 @@ def fit_to_density(
     Returns:
         `(trained_flow, losses)`: one loss per step.
 
+    Raises:
+        ValueError: for a flow with a batch shape, or a conditional flow that
+            holds no condition.
+        FloatingPointError: when a loss turns NaN or infinite (the log density
+            is NaN or inf at a draw, or the parameters diverged). Its `flow`
+            attribute holds the flow of the last step whose loss was finite
+            (the initial flow when the first step fails): `except
+            FloatingPointError as error: flow = error.flow`.
+
     Examples:
         >>> import jax
         >>> import jax.numpy as jnp
@@ -99,6 +108,13 @@ def fit_to_density(
         raise ValueError(
             "fit_to_density expects a flow with batch shape (); got "
             f"{flow.batch_shape}."
+        )
+    if flow.condition is None and flow.bijection.cond_shape is not None:
+        raise ValueError(
+            "fit_to_density: the flow is conditional (its bijection takes "
+            f"conditions of shape {tuple(flow.bijection.cond_shape)}) but holds no "
+            "condition. Fit it at one context: fit_to_density(key, "
+            "flow.with_condition(c), log_density)."
         )
     shard = batch_sharding("fit_to_density", mesh, data_axis, batch_size)
     optimizer = default_optimizer(learning_rate) if optimizer is None else optimizer
@@ -130,8 +146,9 @@ def fit_to_density(
         state,
         _steps(key, steps),
         owner="fit_to_density",
-        inputs="the log density",
+        inputs="the log density (at the flow's draws)",
         progress=progress,
         total=steps,
+        rebuild=lambda parameters: eqx.combine(parameters, static),
     )
     return eqx.combine(parameters, static), losses
