@@ -90,6 +90,18 @@ def test_identity_parameters_and_linear_tails():
     assert abs(float(slope(X0 - 1.0)) - float(slope(XF + 1.0))) > 1e-3
 
 
+def test_identity_parameters_map_the_domains_linearly_when_they_differ():
+    # The documented identity parameters: with x0 != y0 or xf != yf, the linear
+    # map of the input interval onto the output interval, tails included.
+    layer = RationalQuadraticSpline(-1.0, 1.0, 8, y0=-3.0, yf=3.0, shape=(3,))
+    x = jnp.array([0.1, -0.95, 2.5])
+    y, log_det = layer.transform_and_log_det(x)
+    np.testing.assert_allclose(y, 3.0 * x, rtol=1e-5)
+    np.testing.assert_allclose(log_det, 3 * np.log(3.0), rtol=1e-5)
+    shifted = RationalQuadraticSpline(0.0, 2.0, 5, y0=-1.0, yf=0.0)
+    np.testing.assert_allclose(shifted.transform(jnp.array(1.5)), -0.25, rtol=1e-5)
+
+
 def test_identity_boundary_slopes_continue_the_identity_outside():
     layer = _random(spline(identity_boundary_slopes=True))
     x = jnp.array([X0 - 3.0, XF + 0.5, XF + 9.0])

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from .._numerics import as_float_array
+from .._numerics import as_float_array, softplus_inverse
 from .._tree import buffer
 from ._elementwise import AbstractElementwise
 from ._parameters import event_shape_of
@@ -301,8 +301,19 @@ class RationalQuadraticSpline(AbstractElementwise):
         return n
 
     def identity_parameters(self) -> jax.Array:
-        """All-zero parameters: equal bins, unit slopes, no shift, no rescaling."""
-        return jnp.zeros((*self.shape, self.n_parameters_per_feature))
+        """Equal bins, no shift, no rescaling, and at every free knot the slope
+        $(y_f - y_0) / (x_f - x_0)$: the linear map of $[x_0, x_f]$ onto
+        $[y_0, y_f]$, inside and (linear tails) outside. Where the two intervals
+        are equal these are all zeros (unit slopes): the identity. With
+        `identity_boundary_slopes` the end slopes stay 1, so the map is linear
+        only where the intervals are equal."""
+        parameters = jnp.zeros((*self.shape, self.n_parameters_per_feature))
+        ratio = jnp.broadcast_to((self.yf - self.y0) / (self.xf - self.x0), self.shape)
+        # The inverse of _positive_slopes at the ratio; exactly 0 where it is 1.
+        scaled = (ratio - self.min_slope) * _LOG2 / (1.0 - self.min_slope)
+        raw = jnp.where(ratio == 1.0, 0.0, softplus_inverse(scaled))
+        start = 2 * self.n_bins
+        return parameters.at[..., start : start + self.n_slopes].set(raw[..., None])
 
     def with_parameters(self, parameters: ArrayLike) -> "RationalQuadraticSpline":
         """The same spline with other (e.g. conditioner-produced) parameters."""
