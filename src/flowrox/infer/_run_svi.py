@@ -1,6 +1,7 @@
 """`run_svi`: `SVI.run` that never hands back a diverged guide."""
 
 import warnings
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -23,12 +24,12 @@ def run_svi(
     svi: SVI,
     rng_key: jax.Array,
     num_steps: int,
-    *args,
+    *args: Any,
     init_params: dict | None = None,
     window: int | None = None,
     tolerance: float | None = None,
     stable_update: bool = True,
-    **kwargs,
+    **kwargs: Any,
 ) -> SVIRunResult:
     r"""`svi.run(rng_key, num_steps, ...)`, keeping the best parameters when
     training diverges.
