@@ -48,9 +48,8 @@ class RandomLeaf(AbstractMarker):
     prior: Distribution | AbstractPrior
     value: jax.Array
 
-    def _used_before_sampling(self, *args, **kwargs):
-        del args, kwargs
-        raise TypeError(
+    def _not_sampled_message(self) -> str:
+        return (
             f"a leaf of shape {tuple(self.value.shape)} is a random marker made by "
             "flowrox.bayesian (its prior, not yet a value), so the module cannot "
             "compute with it. Call module = flowrox.sample_module(name, module) "
@@ -60,14 +59,27 @@ class RandomLeaf(AbstractMarker):
             "their initial values."
         )
 
-    # Any arithmetic or array conversion of a marker is a module used before
-    # sample_module: say so, instead of "unsupported operand type(s)".
+    def _used_before_sampling(self, *args, **kwargs):
+        del args, kwargs
+        raise TypeError(self._not_sampled_message())
+
+    def __getattr__(self, name: str):
+        # Only reached for attributes a marker lacks: an array's (`.shape`,
+        # `.T`, `.reshape`). Special names stay plain AttributeErrors, so that
+        # `hasattr` probes (NumPy's, JAX's, pickle's) keep working.
+        if name.startswith("__") and name.endswith("__"):
+            raise AttributeError(name)
+        raise AttributeError(f"no attribute .{name}: {self._not_sampled_message()}")
+
+    # Any arithmetic, comparison or array conversion of a marker is a module
+    # used before sample_module: say so, instead of "unsupported operand".
     __jax_array__ = __array__ = __float__ = __int__ = __index__ = _used_before_sampling
     __neg__ = __pos__ = __abs__ = __getitem__ = _used_before_sampling
     __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = _used_before_sampling
     __matmul__ = __rmatmul__ = __truediv__ = __rtruediv__ = __pow__ = __rpow__ = (
         _used_before_sampling
     )
+    __lt__ = __le__ = __gt__ = __ge__ = _used_before_sampling
 
 
 def _check_prior_shape(prior, info: LeafInfo, shape: tuple[int, ...]) -> None:
