@@ -91,8 +91,9 @@ def test_the_key_and_the_draw_count_are_keywords(guides):
     assert guide.quantiles(params, 0.25, num_samples=500)["z"].shape == (2,)
 
 
-def test_levels_outside_the_unit_interval_are_refused(guides):
-    guide, params, _, _ = guides
+def test_levels_outside_the_unit_interval_are_refused():
+    # Checked before the guide draws, so no parameters are needed.
+    guide, params = AutoFlowGuide(model), {}
     with pytest.raises(ValueError, match=r"levels in \[0, 1\].*got \[0\.5, 1\.5\]"):
         guide.quantiles(params, [0.5, 1.5])
     with pytest.raises(ValueError, match="num_samples must be at least 1; got 0"):
