@@ -22,7 +22,7 @@ LAYERS = (
     ("distributions",),
     ("flows", "train"),
     ("infer", "lattice"),
-    ("_png", "_demo", "_cli", "__main__", "__init__"),
+    ("_demo", "_cli", "__main__", "__init__"),
 )
 LAYER_OF = {part: depth for depth, parts in enumerate(LAYERS) for part in parts}
 
