@@ -41,6 +41,12 @@ class Estimate(NamedTuple):
     error: np.ndarray
     ess: np.ndarray
 
+    def __str__(self) -> str:
+        if np.ndim(self.value) == 0:
+            value, error, ess = float(self.value), float(self.error), float(self.ess)
+            return f"{value:.6g} ± {error:.2g} (ESS {ess:.0f})"
+        return repr(self)
+
 
 def _configurations(owner: str, phi: ArrayLike) -> jax.Array:
     phi = as_float_array(phi)
@@ -105,8 +111,8 @@ def _estimate(
     if probabilities is not None:
         p = np.asarray(probabilities, dtype=np.float64)
         p = p.reshape((n,) + (1,) * (series.ndim - 1))
-        error = np.sqrt(np.sum(p**2 * series**2, axis=0))
-        ess = np.broadcast_to(1.0 / np.sum(p**2), value.shape).copy()
+        error = np.asarray(np.sqrt(np.sum(p**2 * series**2, axis=0)))
+        ess = np.full(value.shape, 1.0 / np.sum(p**2))
         return Estimate(value, error, ess)
     variance = np.var(series, axis=0, ddof=1)
     # A constant series (e.g. G_c of a constant field) has no autocorrelation.
@@ -115,7 +121,7 @@ def _estimate(
         ess = effective_sample_size(series.reshape((chains, n // chains, *value.shape)))
     ess = np.where(constant, float(n), ess)
     error = np.where(constant, 0.0, np.sqrt(variance / ess))
-    return Estimate(value, error, np.asarray(ess, dtype=np.float64))
+    return Estimate(value, np.asarray(error), np.asarray(ess, dtype=np.float64))
 
 
 def _lattice_axes(phi: jax.Array) -> tuple[int, ...]:
@@ -382,10 +388,12 @@ def effective_mass(
     \frac{C(t-1) + C(t+1)}{2\,C(t)}$ of the time-slice correlator.
 
     Exact for a periodic $\cosh$: for the free theory $m_\text{eff}(t) =
-    \operatorname{arccosh}(1 + m^2/2)$ at every $t$ (the lattice dispersion
-    at zero momentum). Where the ratio falls below 1 (noise at large $t$) the
-    effective mass is undefined and its entry is NaN, as is its error; use
-    `pole_mass` for a plateau average, which refuses undefined entries.
+    \operatorname{arccosh}(1 + m^2/2)$ at every $t \ne 0$ (the lattice
+    dispersion at zero momentum; at $t = 0$ the propagator's contact term
+    enters). Where the ratio falls below 1 (at $t = 0$, or from noise at large
+    $t$) the effective mass is undefined and its entry is NaN, as is its
+    error; use `pole_mass` for a plateau average, which refuses undefined
+    entries.
 
     Args:
         phi: configurations of shape `(n, L_1, ..., L_d)`, in draw order.
