@@ -68,6 +68,7 @@ Run: python benchmarks/bench_guides.py [--steps 5000] [--warmup 500]
 """
 
 import argparse
+from functools import partial
 import time
 from collections.abc import Callable
 
@@ -472,6 +473,7 @@ def _dual_moon_example():
 
 DEFAULT_GUIDES = {
     "AutoFlowGuide(model)": AutoFlowGuide,
+    "AutoFlowGuide(skip_connections)": partial(AutoFlowGuide, skip_connections=True),
     "AutoIAFNormal(model)": AutoIAFNormal,
     "AutoBNAFNormal(model)": AutoBNAFNormal,
     "AutoMultivariateNormal(model)": AutoMultivariateNormal,

@@ -151,6 +151,28 @@ def test_made_outputs_see_only_earlier_inputs_and_every_context_entry():
     assert np.all(dc > 0)
 
 
+def test_made_skip_connections_are_a_masked_linear_path_starting_at_zero():
+    key = jax.random.key(5)
+    made = MADE(4, 2, hidden=6, depth=1, key=key, cond_dim=2, skip_connections=True)
+    x, c = jnp.array([0.3, -1.2, 2.0, 0.7]), jnp.array([1.5, -0.4])
+    without = MADE(4, 2, hidden=6, depth=1, key=key, cond_dim=2)
+    np.testing.assert_array_equal(made(x, c), without(x, c))  # zero at the start
+    # With the hidden path silenced, the output is exactly the masked linear map.
+    weight = jax.random.normal(jax.random.key(6), made.skip_weight.shape)
+    linear = eqx.tree_at(
+        lambda m: (m.skip_weight, m.layers[-1].weight, m.layers[-1].bias),
+        made,
+        (weight, jnp.zeros_like(made.layers[-1].weight), jnp.zeros(8)),
+    )
+    inputs = jnp.concatenate([x, c])
+    expected = (weight * made.skip_mask) @ inputs
+    np.testing.assert_allclose(linear(x, c).reshape(-1), expected, rtol=1e-6)
+    # Output i sees inputs before i and every context entry, as the hidden path.
+    dx = jnp.abs(jax.jacobian(linear, argnums=0)(x, c)).sum(1)
+    np.testing.assert_array_equal(dx > 0, np.tril(np.ones((4, 4)), -1) > 0)
+    assert np.all(jnp.abs(jax.jacobian(linear, argnums=1)(x, c)) > 0)
+
+
 @pytest.mark.parametrize(
     "cond_shape",
     [pytest.param(None, marks=pytest.mark.slow), (2,)],

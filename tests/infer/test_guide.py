@@ -317,10 +317,19 @@ def test_a_stax_nonlinearity_is_the_same_activation():
     assert not np.allclose(log_density(stax.Tanh), log_density(jax.nn.elu))
 
 
+def test_skip_connections_give_each_layer_a_linear_path_starting_at_zero():
+    guide = AutoFlowGuide(normal_model, num_flows=2, skip_connections=True)
+    SVI(normal_model, guide, optax.adam(1e-3), Trace_ELBO()).init(jax.random.key(0))
+    layers = guide.flow.bijection.bijections
+    assert [layer.made.skip_weight.shape for layer in layers] == [(4, 2), (4, 2)]
+    assert all(not jnp.any(layer.made.skip_weight) for layer in layers)
+    with pytest.raises(TypeError, match="no effect"):
+        AutoFlowGuide(normal_model, small_iaf, skip_connections=True)
+
+
 @pytest.mark.parametrize(
     ("keywords", "error", "match"),
     [
-        (dict(skip_connections=True), ValueError, "skip_connections=True"),
         (dict(hidden_dims=[20, 10]), ValueError, "the same for every layer"),
         (dict(hidden_factors=[]), ValueError, "one positive width"),
         (dict(num_flows=3, layers=2), TypeError, "Pass one of them"),

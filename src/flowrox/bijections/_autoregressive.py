@@ -61,6 +61,8 @@ class MaskedAutoregressive(AbstractBijection):
             sampling); `"forward"` is a deprecated spelling of `"transform"`.
         activation: the MADE activation.
         zero_init: zero the MADE's last layer.
+        skip_connections: give the MADE a masked linear path from the inputs
+            to the outputs (see `flowrox.nn.MADE`), starting at zero.
 
     Examples:
         >>> import jax
@@ -95,6 +97,7 @@ class MaskedAutoregressive(AbstractBijection):
         one_pass: Literal["inverse", "transform"] = "inverse",
         activation: Callable = jax.nn.relu,
         zero_init: bool = True,
+        skip_connections: bool = False,
     ):
         check_template("MaskedAutoregressive", transformer)
         shape = tuple(int(n) for n in shape)
@@ -123,6 +126,7 @@ class MaskedAutoregressive(AbstractBijection):
             cond_dim=cond_dim,
             order=order,
             activation=activation,
+            skip_connections=skip_connections,
         )
         if zero_init:
             made = zero_last_linear("MaskedAutoregressive", made)

@@ -74,7 +74,7 @@ class AutoFlowGuide(AutoContinuous):
     `nonlinearity` (a function, or a `jax.example_libraries.stax` layer such as
     NumPyro's default `stax.Elu`) is the conditioner's activation. A keyword
     that cannot be honoured is refused with an error rather than ignored:
-    unequal hidden widths, `skip_connections=True`, and any of the default
+    unequal hidden widths, and any of the default
     flow's keywords together with `flow_fn`.
 
     The default flow is three inverse autoregressive affine layers (a MADE of
@@ -95,7 +95,9 @@ class AutoFlowGuide(AutoContinuous):
         num_flows: NumPyro's name for `layers`.
         hidden_dims: NumPyro's `AutoIAFNormal` conditioner sizes, one per
             hidden layer, all equal: `[w] * d` is `hidden=w, depth=d`.
-        skip_connections: only `False` (flowrox's MADE has none).
+        skip_connections: NumPyro's `AutoIAFNormal` option: a masked linear
+            path from the MADE's inputs to its outputs (default off, as in
+            NumPyro; on Neal's funnel it raised the KL, see the inference docs).
         nonlinearity: the conditioner's activation: a function or a stax
             layer; default ELU (NumPyro's `stax.Elu`).
         hidden_factors: NumPyro's `AutoBNAFNormal` sizes, `[a] * d`: `d`
@@ -147,7 +149,7 @@ class AutoFlowGuide(AutoContinuous):
         init_loc_fn: Callable = init_to_uniform,
         num_flows: int | None = None,
         hidden_dims: Sequence[int] | None = None,
-        skip_connections: bool = False,
+        skip_connections: bool | None = None,
         nonlinearity: Callable | tuple | None = None,
         hidden_factors: Sequence[int] | None = None,
         layers: int | None = None,

@@ -40,6 +40,7 @@ class FlowOptions(NamedTuple):
     depth: int
     activation: Callable
     transformer: AbstractBijection | None
+    skip_connections: bool
 
     def width(self, dim: int) -> int:
         if self.hidden_factor is not None:
@@ -107,15 +108,10 @@ def flow_options(
             hidden_factors=hidden_factors,
             nonlinearity=nonlinearity,
             transformer=transformer,
+            skip_connections=skip_connections,
         ).items()
         if value is not None
     }
-    if skip_connections:
-        raise ValueError(
-            "AutoFlowGuide: skip_connections=True has no counterpart in flowrox's "
-            "autoregressive conditioners (MADE); pass skip_connections=False, or "
-            "build a flow of your own and pass it as flow_fn."
-        )
     if flow_fn_given and given:
         raise TypeError(
             f"AutoFlowGuide: {', '.join(sorted(given))} describe the default flow, "
@@ -169,6 +165,7 @@ def flow_options(
         if nonlinearity is None
         else _activation(nonlinearity),
         transformer=transformer,
+        skip_connections=bool(skip_connections),
     )
 
 
@@ -194,6 +191,7 @@ def default_flow(key: jax.Array, dim: int, options: FlowOptions) -> Flow:
             order=natural if index % 2 == 0 else natural[::-1],
             one_pass="transform",
             activation=options.activation,
+            skip_connections=options.skip_connections,
         )
         for index, layer_key in enumerate(jax.random.split(key, options.layers))
     ]

@@ -46,6 +46,12 @@ class MADE(eqx.Module):
         order: the autoregressive order, a permutation of `range(dim)` (default:
             the natural order). `order[k]` is the input that comes k-th.
         activation: the hidden activation.
+        skip_connections: add a masked linear map from the inputs (and the
+            context) straight to the outputs, with the same autoregressive
+            mask (NumPyro's `skip_connections`). It starts at zero, so it adds
+            nothing until trained; with it an output can be an exact linear
+            function of the earlier inputs (a Gaussian's Cholesky factor, a
+            funnel's log-scale), which the hidden layers only approximate.
 
     Examples:
         >>> import jax
@@ -60,6 +66,8 @@ class MADE(eqx.Module):
     layers: tuple[eqx.nn.Linear, ...]
     masks: tuple[jax.Array, ...]
     input_degrees: jax.Array
+    skip_weight: jax.Array | None
+    skip_mask: jax.Array | None
     activation: Callable = eqx.field(static=True)
     dim: int = eqx.field(static=True)
     out_per_input: int = eqx.field(static=True)
@@ -76,6 +84,7 @@ class MADE(eqx.Module):
         cond_dim: int = 0,
         order: Sequence[int] | None = None,
         activation: Callable = jax.nn.relu,
+        skip_connections: bool = False,
         cond_size: int | None = None,
     ):
         cond_dim = renamed_keyword(
@@ -121,6 +130,11 @@ class MADE(eqx.Module):
         )
         self.masks = tuple(masks)
         self.input_degrees = input_degrees
+        if skip_connections:
+            self.skip_mask = output_degrees[:, None] > in_degrees[None, :]
+            self.skip_weight = jnp.zeros(self.skip_mask.shape)
+        else:
+            self.skip_mask = self.skip_weight = None
         self.activation = activation
         self.dim, self.out_per_input, self.cond_dim = dim, out_per_input, cond_dim
 
@@ -136,6 +150,7 @@ class MADE(eqx.Module):
             if condition is None
             else jnp.concatenate([x, jnp.reshape(condition, (-1,)).astype(x.dtype)])
         )
+        inputs = h
         for index, (layer, mask) in enumerate(
             zip(self.layers, self.masks, strict=True)
         ):
@@ -144,4 +159,6 @@ class MADE(eqx.Module):
                 h = h + layer.bias
             if index < len(self.layers) - 1:
                 h = self.activation(h)
+        if self.skip_weight is not None:
+            h = h + (self.skip_weight * self.skip_mask) @ inputs
         return h.reshape(self.dim, self.out_per_input)
