@@ -68,9 +68,9 @@ Run: python benchmarks/bench_guides.py [--steps 5000] [--warmup 500]
 """
 
 import argparse
-from functools import partial
 import time
 from collections.abc import Callable
+from functools import partial
 
 import jax
 import jax.numpy as jnp
