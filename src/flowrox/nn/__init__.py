@@ -1,4 +1,4 @@
-"""Neural network modules: conditioners and autoregressive networks."""
+"""Neural network modules: conditioners, fields, convolutions, autoregressive nets."""
 
 from ._bayesian import BayesianAffineModulation as BayesianAffineModulation
 from ._bayesian import BayesianConcatConditioner as BayesianConcatConditioner
@@ -10,6 +10,7 @@ from ._conditioners import AffineModulation as AffineModulation
 from ._conditioners import ConcatConditioner as ConcatConditioner
 from ._conditioners import FiLM as FiLM
 from ._conditioners import HyperLinear as HyperLinear
+from ._conv_net import ConvNet as ConvNet
 from ._features import ConditionedRFFNet as ConditionedRFFNet
 from ._features import HyperFourierFeatures as HyperFourierFeatures
 from ._features import RandomKitchenSinks as RandomKitchenSinks
@@ -18,13 +19,22 @@ from ._fields import AbstractField as AbstractField
 from ._fields import ConditionedINR as ConditionedINR
 from ._fields import DenseLayer as DenseLayer
 from ._fields import MLPField as MLPField
+from ._fno import FNO as FNO
+from ._fno import SpectralBlock as SpectralBlock
 from ._made import MADE as MADE
+from ._physics_conv import PhysicsConv as PhysicsConv
+from ._physics_conv import PhysicsConvTranspose as PhysicsConvTranspose
+from ._pointwise_conv import PointwiseLinearConv as PointwiseLinearConv
+from ._resnet import ResBlock as ResBlock
+from ._resnet import ResNet as ResNet
 from ._siren import SIREN as SIREN
 from ._siren import HyperSIREN as HyperSIREN
 from ._siren import SineLayer as SineLayer
 from ._siren import siren_bounds as siren_bounds
+from ._spectral_conv import SpectralConv as SpectralConv
 
 __all__ = [
+    "FNO",
     "MADE",
     "SIREN",
     "AbstractConditioner",
@@ -38,15 +48,23 @@ __all__ = [
     "ConcatConditioner",
     "ConditionedINR",
     "ConditionedRFFNet",
+    "ConvNet",
     "DenseLayer",
     "FiLM",
     "HyperFourierFeatures",
     "HyperLinear",
     "HyperSIREN",
     "MLPField",
+    "PhysicsConv",
+    "PhysicsConvTranspose",
+    "PointwiseLinearConv",
     "RBFFourierFeatures",
     "RandomKitchenSinks",
+    "ResBlock",
+    "ResNet",
     "SineLayer",
+    "SpectralBlock",
+    "SpectralConv",
     "siren_bounds",
 ]
 
