@@ -347,7 +347,20 @@ def test_the_support_follows_the_bijection(base, bijection, support):
     assert flow.support.event_dim == len(flow.event_shape)
     assert flow.support == support and support == flow.support
     assert type(flow.support) is type(support)
-    # Draws lie inside it, and NumPyro's transform onto it inverts them.
+
+
+@pytest.mark.parametrize(
+    ("base", "bijection"),
+    [
+        (dist.Normal(0.0, 1.0), Tanh((3,))),
+        (dist.Normal(0.0, 1.0), Chain([Sigmoid((2,)), Power(2.0, shape=(2,))])),
+        (dist.LogNormal(0.0, 1.0), Invert(Exp())),
+    ],
+)
+def test_draws_lie_in_the_support_and_numpyros_transform_onto_it_inverts_them(
+    base, bijection
+):
+    flow = Flow(base, bijection)
     draws = flow.sample(jax.random.key(0), (200,))
     assert bool(jnp.all(flow.support(draws)))
     transform = dist.transforms.biject_to(flow.support)
