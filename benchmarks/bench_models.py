@@ -208,7 +208,8 @@ def _regression_data(key, size: int = 100):
     keys = jax.random.split(key, 3)
     x1 = 100.0 + 15.0 * np.asarray(jax.random.normal(keys[0], (size,)))
     x2 = 50.0 + 10.0 * np.asarray(jax.random.normal(keys[1], (size,)))
-    y = 3.0 + 0.5 * x1 - 0.2 * x2 + 2.0 * np.asarray(jax.random.normal(keys[2], (size,)))
+    noise = 2.0 * np.asarray(jax.random.normal(keys[2], (size,)))
+    y = 3.0 + 0.5 * x1 - 0.2 * x2 + noise
     return tuple(jnp.asarray(v, jnp.float32) for v in (x1, x2, y))
 
 
@@ -530,7 +531,9 @@ def main(
         problem = problems[name]
         source = problem.reference or name
         if source not in references:
-            references[source] = _nuts(problems[source], nuts_key, warmup, draws, chains)
+            references[source] = _nuts(
+                problems[source], nuts_key, warmup, draws, chains
+            )
         nuts = references[source]
         sites = _latent_sites(problem.model)
         reference, _ = _scalars(nuts["samples"], sites)
