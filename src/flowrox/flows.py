@@ -32,6 +32,7 @@ from .bijections import (
     AbstractBijection,
     Affine,
     BlockNeuralAutoregressive,
+    BoundedAffine,
     Chain,
     Coupling,
     Invert,
@@ -183,7 +184,10 @@ def coupling_flow(
         layers: the number of (Scan-stacked) layers.
         hidden: the conditioner width.
         depth: the conditioner's number of hidden layers.
-        transformer: the elementwise template (default `Affine()`; for one
+        transformer: the elementwise template (default `BoundedAffine()`, an
+            affine map whose log-scale stays within [-3, 3] per layer: with an
+            unbounded `Affine()` a point in the tails can grow through the
+            stack until it overflows, as on a ring of Gaussians; for one
             element, `RationalQuadraticSpline(-5.0, 5.0, 8)`).
         cond_dim: the size of a context vector, or None. A conditional flow
             holds no context: give it one with `flow.with_condition(c)`.
@@ -223,7 +227,7 @@ def coupling_flow(
             activation=activation,
             invert=invert,
         )
-    transformer = Affine() if transformer is None else transformer
+    transformer = BoundedAffine() if transformer is None else transformer
     mask = ("half" if len(shape) == 1 else "checkerboard") if mask is None else mask
     cond_shape = None if cond_dim is None else (int(cond_dim),)
     options = dict(

@@ -14,7 +14,7 @@ from flowjax import train as peer_train
 
 from flowrox import Flow
 from flowrox.bijections import Identity, RationalQuadraticSpline, Standardized
-from flowrox.flows import spline_flow
+from flowrox.flows import coupling_flow, spline_flow
 from flowrox.train import fit_to_data
 from tests.helpers import ConditionalAffine
 
@@ -194,3 +194,35 @@ def test_the_raw_banana_fit_is_no_worse_than_flowjax_defaults():
     # 0.01-nat spread between equally good fits is the bound: no worse than the
     # peer by more than its own training noise.
     assert nll < peer_nll + 0.01, (nll, peer_nll)
+
+
+_RING_ANGLES = 2 * jnp.pi * jnp.arange(8) / 8
+_RING_MEANS = 2.0 * jnp.stack([jnp.cos(_RING_ANGLES), jnp.sin(_RING_ANGLES)], -1)
+
+
+def _ring(key, n):
+    index_key, noise_key = jax.random.split(key)
+    index = jax.random.randint(index_key, (n,), 0, 8)
+    return _RING_MEANS[index] + 0.2 * jax.random.normal(noise_key, (n, 2))
+
+
+def _ring_log_prob(x):
+    components = dist.Normal(_RING_MEANS, 0.2).to_event(1).log_prob(x[:, None, :])
+    return jax.scipy.special.logsumexp(components, -1) - jnp.log(8.0)
+
+
+@pytest.mark.slow
+def test_the_affine_coupling_flow_fits_a_ring_with_the_defaults():
+    # With an unbounded affine log-scale this fit turned NaN at step 287: a
+    # point in the tails grew through the eight layers until it overflowed.
+    # coupling_flow's BoundedAffine keeps each layer's scale within e^(+-3).
+    data, held_out = _ring(jax.random.key(0), 10_000), _ring(jax.random.key(1), 5000)
+    fitted, _ = fit_to_data(
+        jax.random.key(2), coupling_flow(jax.random.key(3), 2), data, progress=False
+    )
+    gap = float(
+        -jax.jit(fitted.log_prob)(held_out).mean() + _ring_log_prob(held_out).mean()
+    )
+    print(f"held-out gap {gap:.4f} nats")
+    # Measured: 0.18 nats (flowjax's default coupling_flow: 0.69, bench_density).
+    assert 0.0 < gap < 0.3

@@ -10,6 +10,7 @@ from ._analytic import SinhConjugation as SinhConjugation
 from ._autoregressive import MaskedAutoregressive as MaskedAutoregressive
 from ._base import AbstractBijection as AbstractBijection
 from ._block_neural import BlockNeuralAutoregressive as BlockNeuralAutoregressive
+from ._bounded_affine import BoundedAffine as BoundedAffine
 from ._chain import Chain as Chain
 from ._chain import Invert as Invert
 from ._coupling import Coupling as Coupling
@@ -49,6 +50,7 @@ __all__ = [
     "Affine",
     "BlockNeuralAutoregressive",
     "Chain",
+    "BoundedAffine",
     "Coupling",
     "CubicConjugation",
     "CubicRational",
