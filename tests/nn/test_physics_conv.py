@@ -81,6 +81,7 @@ def filled(build, seed: int):
     per weight shape; numpy's draws cost nothing to compile.
     """
     rng = np.random.default_rng(seed)
+
     def draw(leaf):
         if isinstance(leaf, jax.ShapeDtypeStruct):
             return jnp.asarray(rng.normal(size=leaf.shape), leaf.dtype)
@@ -340,8 +341,15 @@ ADJOINT_CASES = {
 }
 
 
-@pytest.mark.parametrize("mode", ["periodic", "dirichlet"])
-@pytest.mark.parametrize("case", ADJOINT_CASES)
+@pytest.mark.parametrize(
+    ("mode", "case"),
+    [
+        ("periodic", "2d stride 2 groups 2"),
+        ("periodic", "3d even per axis"),
+        ("dirichlet", "1d even dilated"),
+        ("dirichlet", "2d stride 2 groups 2"),
+    ],
+)
 def test_the_transpose_is_the_adjoint_of_the_conv(x64, mode, case):
     dims, grid, options = ADJOINT_CASES[case]
     options = dict(options, use_bias=False, boundary_mode=mode)
@@ -396,21 +404,23 @@ def test_the_neumann_transpose_is_the_neumann_conv_of_the_transposed_kernel():
 
 
 def test_gradients_match_central_differences(x64):
+    # One chain through both layers and all three modes, strides included.
     key = jax.random.key(5)
-    layers = {
-        mode: (
-            PhysicsConv(2, 2, 3, (3, 2), stride=(1, 2), key=key, boundary_mode=mode),
-            PhysicsConvTranspose(
-                2, 3, 2, 3, stride=2, output_padding=1, dilation=(2, 1), key=key,
-                boundary_mode=mode,
-            ),
-        )
-        for mode in MODES
-    }  # fmt: skip
-    x = jax.random.normal(jax.random.key(6), (2, 6, 5))
+    layers = (
+        PhysicsConv(2, 2, 3, (3, 2), stride=(1, 2), key=key, boundary_mode="neumann"),
+        PhysicsConvTranspose(
+            2, 3, 2, 3, stride=(1, 2), output_padding=(0, 1), dilation=(2, 1),
+            key=key, boundary_mode="periodic",
+        ),
+        PhysicsConv(2, 2, 2, 4, key=key, boundary_mode="dirichlet"),
+        PhysicsConvTranspose(2, 2, 1, (2, 3), key=key, boundary_mode="neumann"),
+    )  # fmt: skip
+    x = jax.random.normal(jax.random.key(6), (2, 6, 6))
 
     def apply(layers, x):
-        return jnp.stack([up(down(x)) for down, up in layers.values()])
+        for layer in layers:
+            x = jnp.tanh(layer(x))
+        return x
 
     assert_gradients_match_differences(apply, layers, x)
 
