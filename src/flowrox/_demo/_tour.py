@@ -1,17 +1,7 @@
-"""`python -m flowrox demo`: an end-to-end tour of what flowrox does today.
+"""The tour's first steps: flows, priors, Bayesian modules, fitting, guides,
+neural fields."""
 
-The tour is the list `STEPS`. A step is a function of the demo's `Settings`
-that prints what it does and returns a `StepResult`: the numbers it measured
-and its verdicts, each a measurement set against its target. To add a step,
-write such a function and append a `Step` to `STEPS`; the command line's
-`--help` and its `--step` choices are generated from the list.
-"""
-
-import textwrap
-import time
-from collections.abc import Callable
 from functools import partial
-from typing import NamedTuple
 
 import equinox as eqx
 import jax
@@ -24,68 +14,14 @@ from numpyro.diagnostics import effective_sample_size
 from numpyro.infer import MCMC, NUTS, SVI
 from numpyro.infer.reparam import NeuTraReparam
 
-from ._bayes import bayesian, sample_module
-from .bijections import Affine, Chain, Permute, Scan
-from .distributions import Flow
-from .flows import masked_autoregressive_flow, spline_flow
-from .infer import AutoFlowGuide, StickingTheLandingELBO, importance_diagnostics
-from .nn import HyperSIREN
-from .train import fit_function_prior, fit_to_data
-
-
-class MatplotlibMissingError(ImportError):
-    """The demo was asked for an image and matplotlib is not installed."""
-
-    def __init__(self):
-        super().__init__(
-            "the demo's image is drawn with matplotlib, which flowrox does not "
-            'install by default: pip install "flowrox[notebooks]" (in a '
-            'checkout: pip install -e ".[notebooks]"), or run the demo without '
-            "--image"
-        )
-
-
-class Settings(NamedTuple):
-    """What every step may read: NUTS draws, the seed and the image path."""
-
-    num_samples: int = 2000
-    seed: int = 0
-    image: str | None = None
-
-
-class Verdict(NamedTuple):
-    """One measurement against its target, and what a miss means."""
-
-    measured: str
-    good: bool
-    target: str
-    advice: str
-
-    def line(self) -> str:
-        if self.good:
-            return f"{self.measured}: good ({self.target})"
-        return f"{self.measured}: missed the target ({self.target}); {self.advice}"
-
-
-class StepResult(NamedTuple):
-    """What a step returns: its numbers (plain floats and ints) and verdicts."""
-
-    numbers: dict
-    verdicts: list[Verdict]
-
-
-class Step(NamedTuple):
-    """A step of the tour: `--step` name, heading, `--help` line, function."""
-
-    name: str
-    title: str
-    summary: str
-    run: Callable[[Settings], StepResult]
-
-
-def _show(text: str) -> None:
-    print(f"   {text}")
-
+from .._bayes import bayesian, sample_module
+from ..bijections import Affine, Chain, Permute, Scan
+from ..distributions import Flow
+from ..flows import masked_autoregressive_flow, spline_flow
+from ..infer import AutoFlowGuide, StickingTheLandingELBO, importance_diagnostics
+from ..nn import HyperSIREN
+from ..train import fit_function_prior, fit_to_data
+from ._report import MatplotlibMissingError, Settings, StepResult, Verdict, _show
 
 # 1. A flow ------------------------------------------------------------------
 
@@ -630,123 +566,3 @@ def _field_prior_step(settings: Settings) -> StepResult:
         "credible_coverage": credible_coverage,
     }
     return StepResult(numbers, verdicts)
-
-
-STEPS: tuple[Step, ...] = (
-    Step(
-        "flow",
-        "A flow: stacked affine layers applied with Scan",
-        "build a flow, sample it, check log_prob against the exact density",
-        _flow_step,
-    ),
-    Step(
-        "prior",
-        "The flow as the prior of a NumPyro model, sampled with NUTS",
-        "NUTS on a model with the flow as prior, against the exact posterior",
-        _prior_step,
-    ),
-    Step(
-        "bayesian",
-        "A Bayesian module: priors on an equinox Linear layer's weights",
-        "bayesian() and sample_module() on eqx.nn.Linear, against the exact posterior",
-        _bayesian_module_step,
-    ),
-    Step(
-        "fit",
-        "Fitting a spline flow to data with fit_to_data",
-        "fit a spline flow to a ring of Gaussians; held-out NLL gap to the truth "
-        "(--image draws it)",
-        _fit_step,
-    ),
-    Step(
-        "guide",
-        "A flow guide, NeuTra NUTS and diagnostics on Neal's funnel",
-        "train AutoFlowGuide by SVI, its importance diagnostics, NeuTra against "
-        "plain NUTS",
-        _guide_step,
-    ),
-    Step(
-        "field",
-        "A neural field prior: NIF with latent inference",
-        "fit_function_prior trains a HyperSIREN prior over functions; NUTS over "
-        "its latent",
-        _field_prior_step,
-    ),
-)
-
-
-def describe_steps(width: int = 79) -> str:
-    """One entry per step: its number, `--step` name and what it does."""
-    name_width = max(len(step.name) for step in STEPS)
-    return "\n".join(
-        textwrap.fill(
-            step.summary,
-            width,
-            initial_indent=f"  {i}. {step.name:{name_width}s}  ",
-            subsequent_indent=" " * (name_width + 7),
-        )
-        for i, step in enumerate(STEPS, start=1)
-    )
-
-
-def check_request(steps: list[str] | None, image: str | None) -> None:
-    """Refuses unknown steps, and an image that no step or no matplotlib draws.
-
-    Raises:
-        ValueError: a step name not in `STEPS`, or an image without the step
-            that draws it.
-        MatplotlibMissingError: an image asked for without matplotlib.
-    """
-    known = [step.name for step in STEPS]
-    unknown = sorted(set(steps or ()) - set(known))
-    if unknown:
-        raise ValueError(f"unknown demo steps {unknown}; the steps are {known}")
-    if image is None:
-        return
-    if steps is not None and "fit" not in steps:
-        raise ValueError(
-            f"an image was asked for, but it is drawn by the step 'fit', which "
-            f"is not among the steps {steps}; add 'fit' or drop the image"
-        )
-    _matplotlib_figure()  # fail now, not after the steps before the image
-
-
-def run_demo(
-    *,
-    num_samples: int = 2000,
-    seed: int = 0,
-    image: str | None = None,
-    steps: list[str] | None = None,
-) -> dict[str, StepResult]:
-    """Runs the chosen steps (all by default) and prints each with its verdicts.
-
-    Returns:
-        The `StepResult` of each step run, by step name.
-    """
-    check_request(steps, image)
-    settings = Settings(num_samples, seed, image)
-    results, seconds = {}, {}
-    start = time.perf_counter()
-    for number, step in enumerate(STEPS, start=1):
-        if steps is not None and step.name not in steps:
-            continue
-        print(f"\n== {number}. {step.title}")
-        step_start = time.perf_counter()
-        results[step.name] = step.run(settings)
-        seconds[step.name] = time.perf_counter() - step_start
-        print("   verdict:")
-        for verdict in results[step.name].verdicts:
-            print(f"   - {verdict.line()}")
-    verdicts = [v for result in results.values() for v in result.verdicts]
-    good = sum(verdict.good for verdict in verdicts)
-    print(
-        f"\n== Summary: {good} of {len(verdicts)} verdicts good, "
-        f"{time.perf_counter() - start:.0f} s in all"
-    )
-    for name, result in results.items():
-        step_good = sum(verdict.good for verdict in result.verdicts)
-        print(
-            f"   {name:10s} {seconds[name]:6.1f} s   "
-            f"{step_good} of {len(result.verdicts)} good"
-        )
-    return results
