@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro
+from jax.typing import ArrayLike
 from numpyro import handlers
 from numpyro.distributions import constraints
 from numpyro.infer.autoguide import AutoContinuous
@@ -274,7 +275,7 @@ class AutoFlowGuide(AutoContinuous):
     def quantiles(
         self,
         params: dict,
-        quantiles,
+        quantiles: ArrayLike,
         *,
         rng_key: jax.Array | None = None,
         num_samples: int = QUANTILE_SAMPLES,
