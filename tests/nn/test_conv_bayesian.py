@@ -124,7 +124,12 @@ def test_nuts_finds_the_closed_form_posterior():
     sd = np.sqrt(np.diag(covariance))
     ess = np.asarray(effective_sample_size(draws[None]))
     assert np.all(np.abs(draws.mean(0) - mean) < 4 * sd / np.sqrt(ess))
-    np.testing.assert_allclose(np.cov(draws.T), covariance, atol=0.1 * sd.max() ** 2)
+    # Sample sds and correlations from about 2000 effective draws: errors of
+    # about 2% and 0.02, bounded at five times that.
+    np.testing.assert_allclose(draws.std(0), sd, rtol=0.1)
+    np.testing.assert_allclose(
+        np.corrcoef(draws.T), covariance / np.outer(sd, sd), atol=0.1
+    )
 
 
 def test_init_matched_priors_have_each_layers_initial_scale():
