@@ -7,6 +7,7 @@ from ._markers import deterministic as deterministic
 from ._posterior import init_to_module as init_to_module
 from ._posterior import posterior_modules as posterior_modules
 from ._priors import Horseshoe as Horseshoe
+from ._priors import fan_in as fan_in
 from ._priors import init_matched as init_matched
 from ._priors import laplace as laplace
 from ._priors import normal as normal
