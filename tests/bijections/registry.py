@@ -32,6 +32,7 @@ from flowrox.bijections import (
     Vmap,
 )
 from tests.bijections.registry_analytic import ANALYTIC_CASES
+from tests.bijections.registry_continuous import CONTINUOUS_CASES
 from tests.bijections.registry_flows import FLOW_CASES
 from tests.bijections.registry_modulation import MODULATION_CASES
 from tests.bijections.registry_radial import RADIAL_CASES
@@ -190,4 +191,5 @@ REGISTRY = {
     **FLOW_CASES,
     **MODULATION_CASES,
     **STANDARDIZE_CASES,
+    **CONTINUOUS_CASES,
 }

@@ -13,6 +13,7 @@ from ._block_neural import BlockNeuralAutoregressive as BlockNeuralAutoregressiv
 from ._bounded_affine import BoundedAffine as BoundedAffine
 from ._chain import Chain as Chain
 from ._chain import Invert as Invert
+from ._continuous import ContinuousFlow as ContinuousFlow
 from ._coupling import Coupling as Coupling
 from ._coupling import coupling_mask as coupling_mask
 from ._elementwise import AbstractElementwise as AbstractElementwise
@@ -51,6 +52,7 @@ __all__ = [
     "BlockNeuralAutoregressive",
     "Chain",
     "BoundedAffine",
+    "ContinuousFlow",
     "Coupling",
     "CubicConjugation",
     "CubicRational",

@@ -22,6 +22,8 @@ from ._fields import MLPField as MLPField
 from ._fno import FNO as FNO
 from ._fno import SpectralBlock as SpectralBlock
 from ._made import MADE as MADE
+from ._mlp_vector_field import ConcatSquashLinear as ConcatSquashLinear
+from ._mlp_vector_field import MLPVectorField as MLPVectorField
 from ._physics_conv import PhysicsConv as PhysicsConv
 from ._physics_conv import PhysicsConvTranspose as PhysicsConvTranspose
 from ._pointwise_conv import PointwiseLinearConv as PointwiseLinearConv
@@ -32,6 +34,13 @@ from ._siren import HyperSIREN as HyperSIREN
 from ._siren import SineLayer as SineLayer
 from ._siren import siren_bounds as siren_bounds
 from ._spectral_conv import SpectralConv as SpectralConv
+from ._time_embeddings import AbstractTimeEmbedding as AbstractTimeEmbedding
+from ._time_embeddings import FourierTimeEmbedding as FourierTimeEmbedding
+from ._time_embeddings import GaussianTimeEmbedding as GaussianTimeEmbedding
+from ._time_embeddings import LinearHatTimeEmbedding as LinearHatTimeEmbedding
+from ._time_embeddings import ReducedTimeEmbedding as ReducedTimeEmbedding
+from ._vector_field import AbstractVectorField as AbstractVectorField
+from ._vector_field import jacobian_trace as jacobian_trace
 
 __all__ = [
     "FNO",
@@ -39,6 +48,8 @@ __all__ = [
     "SIREN",
     "AbstractConditioner",
     "AbstractField",
+    "AbstractTimeEmbedding",
+    "AbstractVectorField",
     "AffineModulation",
     "BayesianAffineModulation",
     "BayesianConcatConditioner",
@@ -46,25 +57,32 @@ __all__ = [
     "BayesianHyperSIREN",
     "BayesianSIREN",
     "ConcatConditioner",
+    "ConcatSquashLinear",
     "ConditionedINR",
     "ConditionedRFFNet",
     "ConvNet",
     "DenseLayer",
     "FiLM",
+    "FourierTimeEmbedding",
+    "GaussianTimeEmbedding",
     "HyperFourierFeatures",
     "HyperLinear",
     "HyperSIREN",
+    "LinearHatTimeEmbedding",
     "MLPField",
+    "MLPVectorField",
     "PhysicsConv",
     "PhysicsConvTranspose",
     "PointwiseLinearConv",
     "RBFFourierFeatures",
     "RandomKitchenSinks",
+    "ReducedTimeEmbedding",
     "ResBlock",
     "ResNet",
     "SineLayer",
     "SpectralBlock",
     "SpectralConv",
+    "jacobian_trace",
     "siren_bounds",
 ]
 
