@@ -136,6 +136,48 @@ def _check_layers(builder: str, layers: int) -> int:
     return layers
 
 
+#: What a coupling layer's conditioner network sees: the flattened kept
+#: elements (an MLP), or the field on the lattice (periodic 3x3 convolutions).
+_CONDITIONERS = ("mlp", "conv")
+
+
+def _lattice_options(
+    builder: str,
+    shape: tuple[int, ...],
+    conditioner: str,
+    num_spatial_dims: int | None,
+    mask: str | None,
+) -> tuple[int | None, str | None]:
+    """`(num_spatial_dims, mask)` for the couplings, or a `ValueError`."""
+    if conditioner not in _CONDITIONERS:
+        raise ValueError(
+            f"{builder}: conditioner must be one of {_CONDITIONERS}; got "
+            f"{conditioner!r}. Use 'conv' for lattice-shaped events such as (8, 8)."
+        )
+    if conditioner == "mlp":
+        if num_spatial_dims is not None:
+            raise ValueError(
+                f"{builder}: num_spatial_dims={num_spatial_dims} says how a conv "
+                "conditioner sees the event, but conditioner='mlp'. Pass "
+                "conditioner='conv', or drop num_spatial_dims."
+            )
+        return None, mask
+    if _is_scalar(shape):
+        raise ValueError(
+            f"{builder}: conditioner='conv' couples the sites of a lattice, but "
+            f"the event shape {shape} has one element. Use the default "
+            "conditioner for one-element events."
+        )
+    if mask == "half":
+        raise ValueError(
+            f"{builder}: conditioner='conv' takes mask 'checkerboard' (the "
+            "default) or 'alternating', drawn on the lattice; got 'half', whose "
+            "permutations between layers would mix the lattice's sites."
+        )
+    num_spatial_dims = len(shape) if num_spatial_dims is None else num_spatial_dims
+    return num_spatial_dims, "checkerboard" if mask is None else mask
+
+
 def _flow(bijection: AbstractBijection, invert: bool = False) -> Flow:
     # A conditional flow holds no condition: it raises until given one.
     return Flow(dist.Normal(0.0, 1.0), Invert(bijection) if invert else bijection)
@@ -165,6 +207,8 @@ def coupling_flow(
     mask: str | None = None,
     activation: Callable = jax.nn.relu,
     invert: bool = False,
+    conditioner: str = "mlp",
+    num_spatial_dims: int | None = None,
 ) -> Flow:
     """A flow of coupling layers.
 
@@ -175,6 +219,16 @@ def coupling_flow(
     `"alternating"` or `"checkerboard"` (the default for lattice-shaped events,
     e.g. `(L, L)`) each layer is a pair of couplings with opposite masks, so
     every element is transformed once per layer, and no permutation is needed.
+
+    With `conditioner="conv"` the event is a field on a periodic lattice,
+    `(L_1, ..., L_d)` or channels first `(C, L_1, ..., L_d)`, and each coupling
+    takes its parameters from a `flowrox.nn.ConvNet` of periodic 3x3
+    convolutions of the field with its transformed sites zeroed, whose last
+    layer starts at zero: the flows of Albergo, Kanwar and Shanahan (2019) for
+    lattice field theory (see `Coupling`). The masks are drawn on the lattice
+    (`"checkerboard"` by default), and the flow commutes with the lattice
+    translations that keep them (for the checkerboard: by an even number of
+    sites in all).
 
     Args:
         key: the random key.
@@ -199,6 +253,12 @@ def coupling_flow(
             forward formula is the cheaper one (the inverse solves a
             quadratic), so `invert=True` trains faster by maximum likelihood
             and `invert=False` samples (and trains a guide) faster.
+        conditioner: `"mlp"` (an MLP of the flattened untransformed elements)
+            or `"conv"` (periodic 3x3 convolutions of the field; `hidden` is
+            their channels and `depth` their number of hidden layers).
+        num_spatial_dims: with `"conv"`, the number of lattice axes of the
+            event, the trailing ones (default: all of them; pass
+            `len(shape) - 1` for a leading channel axis).
 
     Returns:
         A `Flow` with a standard normal base.
@@ -211,10 +271,18 @@ def coupling_flow(
         ((2,), 4)
         >>> coupling_flow(jax.random.key(0), ()).sample(jax.random.key(1), (3,)).shape
         (3,)
+        >>> lattice = coupling_flow(  # on a periodic 6 x 6 lattice
+        ...     jax.random.key(0), (6, 6), layers=2, hidden=8, conditioner="conv"
+        ... )
+        >>> lattice.sample(jax.random.key(1), (3,)).shape
+        (3, 6, 6)
     """
     builder = "coupling_flow"
     shape = _event_shape(builder, shape)
     layers = _check_layers(builder, layers)
+    num_spatial_dims, mask = _lattice_options(
+        builder, shape, conditioner, num_spatial_dims, mask
+    )
     if _is_scalar(shape):
         return _scalar_flow(
             key,
@@ -233,6 +301,7 @@ def coupling_flow(
     options = dict(
         shape=shape,
         cond_shape=cond_shape,
+        num_spatial_dims=num_spatial_dims,
         hidden=hidden,
         depth=depth,
         activation=activation,
@@ -264,6 +333,8 @@ def spline_flow(
     mask: str | None = None,
     activation: Callable = jax.nn.relu,
     invert: bool = True,
+    conditioner: str = "mlp",
+    num_spatial_dims: int | None = None,
 ) -> Flow:
     """A flow of rational-quadratic spline couplings (neural spline flow).
 
@@ -290,6 +361,9 @@ def spline_flow(
             estimation (`log_prob` runs the splines' closed forward formula, as
             flowjax's flows do); pass `False` for a flow that mostly samples,
             e.g. a variational guide (`AutoFlowGuide` does).
+        conditioner: as for `coupling_flow` (`"conv"`: periodic 3x3
+            convolutions of a lattice-shaped event).
+        num_spatial_dims: as for `coupling_flow`.
 
     Returns:
         A `Flow` with a standard normal base.
@@ -315,6 +389,8 @@ def spline_flow(
         mask=mask,
         activation=activation,
         invert=invert,
+        conditioner=conditioner,
+        num_spatial_dims=num_spatial_dims,
     )
 
 
