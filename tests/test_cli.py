@@ -162,3 +162,7 @@ def test_demo_meets_every_target(capsys, tmp_path):
     guide = results["guide"].numbers
     assert guide["NeuTra NUTS"]["ess_y"] > guide["plain NUTS"]["ess_y"]
     assert results["field"].numbers["predictive_coverage"] >= 0.9
+    emulator = results["emulator"].numbers
+    assert emulator["modes 0-4"]["coverage"] >= 0.85
+    assert 0.85 <= emulator["modes 0-4"]["noisy_coverage"] <= 0.95
+    assert emulator["width_ratio"] > 3.0
