@@ -8,6 +8,7 @@ import pdequinox
 import pytest
 
 from flowrox.nn import SpectralConv
+from flowrox.nn._spectral_transform import field_from_spectrum, kept_spectrum
 from tests.nn.test_physics_conv import assert_gradients_match_differences, both, filled
 
 
@@ -86,6 +87,45 @@ def test_different_channel_counts_match_the_fft_formula(shape, num_modes):
     conv = filled(lambda: SpectralConv(dims, 2, 3, num_modes, key=_key()), dims)
     x = _field(10 + dims, (2, *shape))
     np.testing.assert_allclose(_run(conv, x), _direct(conv, np.asarray(x)), atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("shape", "kept"),
+    [
+        ((16,), [(9, 0)]),
+        ((7, 6), [(4, 3), (2, 0)]),
+        ((4, 5, 6), [(2, 2), (1, 2), (4, 0)]),
+    ],
+)
+def test_the_dft_matrix_and_the_fft_give_the_kept_spectrum_and_back(shape, kept):
+    # Few kept modes go by the truncated DFT matrix, many by the FFT: the
+    # same numbers, and those of numpy's real FFT cut to the kept modes.
+    x = np.random.default_rng(0).normal(size=(2, *shape))
+    axes = tuple(range(1, x.ndim))
+    full = np.fft.rfftn(x, axes=axes)
+    # The kept modes, and the field from them alone (the others set to zero).
+    kept_indices = [range(2)]
+    for (low, high), n in zip(kept[:-1], shape[:-1], strict=True):
+        kept_indices.append([*range(low), *range(n - high, n)])
+    kept_indices.append(range(kept[-1][0]))
+    expected = full[np.ix_(*kept_indices)]
+    keep = np.zeros(full.shape, bool)
+    keep[np.ix_(*kept_indices)] = True
+    expected_back = np.fft.irfftn(np.where(keep, full, 0), s=shape, axes=axes)
+
+    @jax.jit
+    def both_ways(x):
+        spectra = [kept_spectrum(x, kept, matmul) for matmul in (True, False)]
+        backs = [
+            field_from_spectrum(spectrum, shape, kept, matmul)
+            for spectrum, matmul in zip(spectra, (True, False), strict=True)
+        ]
+        return spectra, backs
+
+    spectra, backs = both_ways(jnp.asarray(x, jnp.float32))
+    for spectrum, back in zip(spectra, backs, strict=True):
+        np.testing.assert_allclose(spectrum, expected, rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(back, expected_back, rtol=1e-4, atol=1e-5)
 
 
 def test_weights_of_frequencies_a_grid_lacks_get_no_gradient():

@@ -14,6 +14,7 @@ from ._conv_common import (
     check_num_spatial_dims,
     spatial_tuple,
 )
+from ._spectral_transform import field_from_spectrum, kept_spectrum
 
 
 class SpectralConv(eqx.Module):
@@ -47,6 +48,11 @@ class SpectralConv(eqx.Module):
     \rfloor$ negative frequencies (together every frequency once, the Nyquist
     one of an even $n$ as $-n/2$), the last axis at most $n/2 + 1$; the
     weights of frequencies a grid lacks are not used (their gradient is zero).
+
+    An axis with few kept modes ($k \le 2 \log_2 n$) is transformed by a
+    product with its truncated DFT matrix, the others by the FFT: the same
+    numbers up to rounding, and on CPU a 1-D FNO of 12 modes on 256 points
+    runs faster than with FFTs (`benchmarks/bench_conv.py`).
 
     Args:
         num_spatial_dims: the number of spatial axes.
@@ -164,33 +170,8 @@ class SpectralConv(eqx.Module):
         del key
         x = check_field("SpectralConv", x, self.in_channels, self.num_spatial_dims)
         spatial = x.shape[1:]
-        axes = tuple(range(1, x.ndim))
         kept = self._kept(spatial)
-        spectrum = jnp.fft.rfftn(x, axes=axes)
-        for axis, ((low, high), n) in enumerate(zip(kept[:-1], spatial, strict=False)):
-            spectrum = jnp.concatenate(
-                [
-                    jax.lax.slice_in_dim(spectrum, 0, low, axis=axis + 1),
-                    jax.lax.slice_in_dim(spectrum, n - high, n, axis=axis + 1),
-                ],
-                axis=axis + 1,
-            )
-        spectrum = jax.lax.slice_in_dim(spectrum, 0, kept[-1][0], axis=x.ndim - 1)
+        spectrum = kept_spectrum(x, kept)
         weights = self._compact_weights(kept).astype(spectrum.dtype)
         out = jnp.einsum("i...,oi...->o...", spectrum, weights)
-        # The dropped frequencies back in, as zeros.
-        padding = [(0, 0)] * out.ndim
-        padding[-1] = (0, spatial[-1] // 2 + 1 - kept[-1][0])
-        out = jnp.pad(out, padding)
-        for axis, ((low, high), n) in enumerate(zip(kept[:-1], spatial, strict=False)):
-            zeros_shape = list(out.shape)
-            zeros_shape[axis + 1] = n - low - high
-            out = jnp.concatenate(
-                [
-                    jax.lax.slice_in_dim(out, 0, low, axis=axis + 1),
-                    jnp.zeros(zeros_shape, out.dtype),
-                    jax.lax.slice_in_dim(out, low, low + high, axis=axis + 1),
-                ],
-                axis=axis + 1,
-            )
-        return jnp.fft.irfftn(out, s=spatial, axes=axes).astype(x.dtype)
+        return field_from_spectrum(out, spatial, kept).astype(x.dtype)
