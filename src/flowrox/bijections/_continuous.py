@@ -40,11 +40,16 @@ class _AugmentedDynamics(eqx.Module):
         if self.divergence == "exact":
             dx, divergence = jacobian_trace(velocity, x)
         elif self.divergence == "field":
-            dx, divergence = velocity(x), field.divergence(t, x, condition)
+            dx, divergence = field.velocity_and_divergence(t, x, condition)
         else:
-            dx, tangent = jax.jvp(velocity, (x,), (probe,))
-            divergence = jnp.sum(probe * tangent)
+            dx, divergence = _hutchinson(velocity, x, probe)
         return dx, jnp.asarray(divergence, x.dtype)
+
+
+def _hutchinson(velocity, x, probe):
+    """`velocity(x)` and $\varepsilon^\top J \varepsilon$ from one product."""
+    dx, tangent = jax.jvp(velocity, (x,), (probe,))
+    return dx, jnp.sum(probe * tangent)
 
 
 def _weighted_sum(state, increments, weights, step_size):
@@ -135,8 +140,8 @@ class ContinuousFlow(AbstractBijection):
 
     Divergence:
 
-    - `"exact"`: the trace of the field's Jacobian by forward-mode products,
-      one per element of the event (`flowrox.nn.jacobian_trace`): right for
+    - `"exact"`: the trace of the field's Jacobian by vector-Jacobian
+      products, one per element of the event (`flowrox.nn.jacobian_trace`): right for
       small events.
     - `"field"`: the field's own `divergence`, for fields with a cheap exact
       formula (autodiff for a field that has none).
