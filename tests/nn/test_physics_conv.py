@@ -374,21 +374,23 @@ def test_the_transpose_is_the_adjoint_of_the_conv(x64, mode, case):
 
 def test_the_neumann_transpose_is_the_neumann_conv_of_the_transposed_kernel():
     # A mirrored boundary is not self-adjoint: the Neumann transpose is the
-    # transposed connectivity with mirrored ghosts. At stride 1 (odd kernel)
-    # that is a Neumann conv with the kernel flipped and its channels swapped.
+    # transposed connectivity with mirrored ghosts. At stride 1 that is a
+    # Neumann conv with the kernel flipped and its channels swapped; along the
+    # even axis (4 taps, dilation 2) it reaches one dilation less forward, so
+    # the conv gets a fifth, zero tap at the end to pad like it.
     options = dict(dilation=(1, 2), key=jax.random.key(0), boundary_mode="neumann")
-    transpose = filled(lambda: PhysicsConvTranspose(2, 3, 2, 3, **options), 4)
+    transpose = filled(lambda: PhysicsConvTranspose(2, 3, 2, (3, 4), **options), 4)
     kernel = jnp.flip(jnp.swapaxes(transpose.weight, 0, 1), axis=(2, 3))
     conv = eqx.tree_at(
         lambda c: (c.weight, c.bias),
-        eqx.filter_eval_shape(lambda: PhysicsConv(2, 3, 2, 3, **options)),
-        (kernel, transpose.bias),
+        eqx.filter_eval_shape(lambda: PhysicsConv(2, 3, 2, (3, 5), **options)),
+        (jnp.pad(kernel, ((0, 0), (0, 0), (0, 0), (0, 1))), transpose.bias),
     )
     # ... which is not the adjoint of the Neumann conv of the same weight.
     forward = eqx.tree_at(
         lambda c: c.weight,
         eqx.filter_eval_shape(
-            lambda: PhysicsConv(2, 2, 3, 3, use_bias=False, **options)
+            lambda: PhysicsConv(2, 2, 3, (3, 4), use_bias=False, **options)
         ),
         transpose.weight,
     )
