@@ -55,6 +55,11 @@ median SVI wall time (setup, compilation and steps). The "ref se" of a model
 is the NUTS reference's own Monte-Carlo error of a mean, in sd units,
 1 / sqrt(ESS) at the smallest ESS: errors near it are noise.
 
+Away from NumPyro's settings, for every guide: `--elbo stl` trains on
+flowrox's `StickingTheLandingELBO` (the same loss without the score term,
+whose gradient vanishes at the optimum), `--lr-end` decays Adam's step size
+linearly from 3e-3 to the given value over the run.
+
 Then a verdict per model, for each AutoFlowGuide row: does it meet "means
 within 0.1 sd and sds within 10%" on every key where NUTS is trusted, and is
 it no worse than AutoMultivariateNormal on the worse of its two errors, at
@@ -63,7 +68,8 @@ both guides' draws).
 
 Run: nice python benchmarks/bench_models.py [--steps 5000] [--warmup 1000]
     [--draws 2000] [--chains 2] [--guide-draws 10000] [--seeds 0,1,2]
-    [--models ar2,garch,garch-naive,mixture,regression,gp] [--quick]
+    [--models ar2,garch,garch-naive,mixture,regression,gp] [--elbo trace]
+    [--lr-end LR] [--quick]
 """
 
 import argparse
@@ -77,6 +83,7 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
+import optax
 from numpyro.diagnostics import summary
 from numpyro.distributions import constraints
 from numpyro.infer import MCMC, NUTS, SVI, Predictive, Trace_ELBO
@@ -87,7 +94,7 @@ from numpyro.infer.autoguide import (
 )
 from numpyro.infer.initialization import init_to_uniform
 
-from flowrox.infer import AutoFlowGuide, run_svi
+from flowrox.infer import AutoFlowGuide, StickingTheLandingELBO, run_svi
 
 LEARNING_RATE = 3e-3
 MEAN_TARGET = 0.1  # means within 0.1 posterior sd
@@ -95,6 +102,7 @@ SD_TARGET = 0.1  # sds within 10%
 MVN_MARGIN = 0.02  # two guides' draws compared through one reference
 TRUSTED_R_HAT = 1.01
 TRUSTED_ESS = 400
+ELBOS = {"trace": Trace_ELBO, "stl": StickingTheLandingELBO}
 
 FLOW_RUN, FLOW_RUN_SVI = "AutoFlowGuide, svi.run", "AutoFlowGuide, run_svi"
 MVN = "AutoMultivariateNormal"
@@ -379,9 +387,17 @@ def _diverged(losses: np.ndarray, steps: int) -> bool:
     return last > best + max(10.0, 0.1 * abs(best))
 
 
-def _fit(name: str, problem: Problem, steps: int, key) -> dict:
+def _optimizer(steps: int, lr_end: float | None):
+    if lr_end is None:
+        return numpyro.optim.Adam(LEARNING_RATE)
+    return optax.adam(optax.linear_schedule(LEARNING_RATE, lr_end, steps))
+
+
+def _fit(
+    name: str, problem: Problem, steps: int, key, elbo: str, lr_end: float | None
+) -> dict:
     guide = GUIDES[name](problem.model)
-    svi = SVI(problem.model, guide, numpyro.optim.Adam(LEARNING_RATE), Trace_ELBO())
+    svi = SVI(problem.model, guide, _optimizer(steps, lr_end), ELBOS[elbo]())
     start = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -561,10 +577,14 @@ def main(
     guide_draws: int,
     seeds: list[int],
     selected: list[str],
+    elbo: str = "trace",
+    lr_end: float | None = None,
 ) -> dict:
     nuts_key, draw_key = jax.random.split(jax.random.key(0))
     print(
-        f"{steps} SVI steps of Trace_ELBO(), Adam({LEARNING_RATE}), every guide with "
+        f"{steps} SVI steps of {ELBOS[elbo].__name__}(), Adam({LEARNING_RATE}"
+        + ("" if lr_end is None else f" decaying linearly to {lr_end}")
+        + "), every guide with "
         f"its defaults, SVI keys {', '.join(map(str, seeds))}; NUTS {warmup} warmup "
         f"+ {draws} draws x {chains} chains (sequential); {guide_draws} draws per "
         "guide"
@@ -586,7 +606,9 @@ def main(
         for guide_name in GUIDES:
             rows[guide_name] = []
             for seed in seeds:
-                fit = _fit(guide_name, problem, steps, jax.random.key(seed))
+                fit = _fit(
+                    guide_name, problem, steps, jax.random.key(seed), elbo, lr_end
+                )
                 run = _evaluate(fit, sites, reference, draw_key, guide_draws)
                 run.update(
                     seconds=fit["seconds"],
@@ -608,6 +630,17 @@ if __name__ == "__main__":
     parser.add_argument("--chains", type=int, default=2)
     parser.add_argument("--guide-draws", type=int, default=10_000)
     parser.add_argument("--seeds", default="0,1,2", help="the SVI keys")
+    parser.add_argument(
+        "--elbo",
+        choices=sorted(ELBOS),
+        default="trace",
+        help="trace: Trace_ELBO (NumPyro's examples); stl: StickingTheLandingELBO",
+    )
+    parser.add_argument(
+        "--lr-end",
+        type=float,
+        help="decay Adam's step size linearly from 3e-3 to this over the run",
+    )
     parser.add_argument(
         "--models",
         default=",".join(MODEL_FLAGS),
@@ -639,5 +672,7 @@ if __name__ == "__main__":
         arguments.guide_draws,
         [int(seed) for seed in arguments.seeds.split(",")],
         [MODEL_FLAGS[flag] for flag in flags],
+        elbo=arguments.elbo,
+        lr_end=arguments.lr_end,
     )
     print(f"\nTotal wall time {time.perf_counter() - start:.1f} s")
