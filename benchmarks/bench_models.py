@@ -48,9 +48,10 @@ space) and `--guide-draws` draws of the guide program (run by `Predictive`,
 the distribution SVI trained), "mean err", the largest
 |mean_guide - mean_NUTS| / sd_NUTS, and "sd err", the largest
 |sd_guide / sd_NUTS - 1|, each with the scalar where the worst key has it;
-"diverged", the keys on which a loss is not finite or the mean loss of the
-last window of steps // 50 steps is more than max(10, 0.1 |best|) above the
-best window's ("rest.": run_svi returned the best window's parameters); the
+"diverged", the keys on which the mean loss of the last window of steps // 50
+steps is not finite or more than max(10, 0.1 |best|) above the best window's
+("rest.": run_svi returned the best window's parameters; "nf k": on k keys
+some steps' losses were not finite); the
 median SVI wall time (setup, compilation and steps). The "ref se" of a model
 is the NUTS reference's own Monte-Carlo error of a mean, in sd units,
 1 / sqrt(ESS) at the smallest ESS: errors near it are noise.
@@ -377,13 +378,15 @@ def _nuts(problem: Problem, key, warmup: int, draws: int, chains: int) -> dict:
 
 
 def _diverged(losses: np.ndarray, steps: int) -> bool:
-    if not np.all(np.isfinite(losses)):
-        return True
+    """The last window's mean loss is not finite, or more than
+    max(10, 0.1 |best|) above the best window's (run_svi's test)."""
     window = max(1, steps // 50)
     full = (steps // window) * window
     means = losses[:full].reshape(-1, window).mean(axis=1)
-    best = float(np.min(means))
     last = float(np.mean(losses[-window:]))
+    if not np.isfinite(last) or not np.isfinite(means).any():
+        return True
+    best = float(np.min(means[np.isfinite(means)]))
     return last > best + max(10.0, 0.1 * abs(best))
 
 
@@ -532,7 +535,7 @@ def _print_model(name: str, problem: Problem, nuts: dict, rows: dict):
     extra = "  beta>=1-alpha" if problem.reference else ""
     print(
         f"  {'median / worst over keys':24s} {'mean err':>15s} {'(worst at)':>13s} "
-        f"{'sd err':>15s} {'(worst at)':>13s} {'diverged':>14s} {'SVI s':>6s}{extra}"
+        f"{'sd err':>15s} {'(worst at)':>13s} {'diverged':>19s} {'SVI s':>6s}{extra}"
     )
     for guide_name, runs in rows.items():
         worst_mean = max(runs, key=lambda run: run["mean_err"])
@@ -541,10 +544,13 @@ def _print_model(name: str, problem: Problem, nuts: dict, rows: dict):
         restored = sum(run["restored"] for run in runs)
         if restored:
             diverged += f" ({restored} rest.)"
+        nonfinite = sum(run["nonfinite"] > 0 for run in runs)
+        if nonfinite:
+            diverged += f" nf {nonfinite}"
         line = (
             f"  {guide_name:24s} {_spread([r['mean_err'] for r in runs]):>15s} "
             f"{worst_mean['mean_at']:>13s} {_spread([r['sd_err'] for r in runs]):>15s} "
-            f"{worst_sd['sd_at']:>13s} {diverged:>14s} "
+            f"{worst_sd['sd_at']:>13s} {diverged:>19s} "
             f"{np.median([run['seconds'] for run in runs]):6.1f}"
         )
         if "violations" in runs[0]:
@@ -613,6 +619,7 @@ def main(
                 run.update(
                     seconds=fit["seconds"],
                     diverged=_diverged(fit["losses"], steps),
+                    nonfinite=int(np.sum(~np.isfinite(fit["losses"]))),
                     restored=fit["restored"],
                     support_warning=fit["support_warning"],
                 )
