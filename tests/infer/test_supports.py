@@ -48,7 +48,9 @@ def test_a_support_that_depends_on_another_latent_is_named_with_the_fix():
         _init(dependent)
 
 
-@pytest.mark.parametrize("model", [reparameterised, array_bounds])
+@pytest.mark.parametrize(
+    "model", [reparameterised, pytest.param(array_bounds, marks=pytest.mark.slow)]
+)
 def test_fixed_supports_give_no_warning(model):
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)

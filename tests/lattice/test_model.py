@@ -58,6 +58,8 @@ def test_the_model_refuses_a_missing_coupling():
         )
 
 
+# A full MCMC run: with the slow tests, to keep the default run under 5 minutes.
+@pytest.mark.slow
 def test_independence_metropolis_with_the_exact_flow_accepts_every_move():
     shape, m2 = (4, 4), 0.5
     model = functools.partial(phi4_model, shape, convention="bare", m2=m2, lam=0.0)
@@ -82,6 +84,8 @@ def _exact_neutra(model, shape, m2, convention):
     return guide, params, NeuTraReparam(guide, params)
 
 
+# A full MCMC run: with the slow tests, to keep the default run under 5 minutes.
+@pytest.mark.slow
 def test_neutra_with_the_exact_flow_makes_the_geometry_a_standard_normal():
     shape, m2 = (3, 3), 0.8
     model = functools.partial(phi4_model, shape, convention="half", m2=m2, lam=0.0)

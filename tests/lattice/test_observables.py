@@ -40,6 +40,8 @@ def _within(estimate, exact, sigmas=4.0):
     assert np.all(np.abs(z) < sigmas), z
 
 
+# Thousands of exact free-field draws and every observable: a slow test.
+@pytest.mark.slow
 def test_observables_match_the_free_theory(samples):
     _within(magnetization(samples), 0.0)
     absolute = magnetization(samples, absolute=True)
