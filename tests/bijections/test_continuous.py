@@ -20,7 +20,7 @@ from flowrox import Flow
 from flowrox.bijections import ContinuousFlow
 from flowrox.infer import AutoFlowGuide, IndependentMetropolis
 from flowrox.nn import AbstractVectorField, MLPVectorField
-from flowrox.train import fit_to_data, fit_to_density
+from flowrox.train import default_optimizer, fit_to_data, fit_to_density
 from tests.bijections.registry_continuous import randomized
 
 
@@ -140,7 +140,7 @@ def test_gradients_match_central_finite_differences(x64):
 
 
 @pytest.mark.slow
-def test_both_diffrax_adjoints_against_central_finite_differences(x64):
+def test_diffrax_adjoints_against_finite_differences_and_exact_gradients(x64):
     key = jax.random.key(3)
     checkpointed = _mlp_flow(
         key, adjoint=diffrax.RecursiveCheckpointAdjoint(checkpoints=6)
@@ -148,16 +148,15 @@ def test_both_diffrax_adjoints_against_central_finite_differences(x64):
     gradient, central = _directional_check(checkpointed, jax.random.key(4))
     np.testing.assert_allclose(gradient, central, rtol=1e-8)
     # BacksolveAdjoint solves the adjoint equation backwards with the same
-    # steps: its gradient is that of the continuous problem, off the
-    # derivative of the computed loss by the solver's error, which shrinks
-    # like the step to the fifth power (Tsit5).
-    errors = []
-    for steps in (6, 12):
-        flow = _mlp_flow(key, steps=steps, adjoint=diffrax.BacksolveAdjoint())
-        gradient, central = _directional_check(flow, jax.random.key(4))
-        errors.append(float(jnp.abs(gradient - central) / jnp.abs(central)))
-    assert errors[0] < 1e-4, errors
-    assert errors[1] < errors[0] / 16, errors
+    # steps: its gradient is that of the continuous problem, off the exact
+    # derivative of the computed loss (the default's, which matches finite
+    # differences above) by the solver's error. Measured: 1.5e-9 relative at
+    # 6 steps, 4.3e-11 at 12 (Tsit5 is of fifth order).
+    exact, _ = _directional_check(_mlp_flow(key), jax.random.key(4))
+    backsolve = _mlp_flow(key, adjoint=diffrax.BacksolveAdjoint())
+    gradient, _ = _directional_check(backsolve, jax.random.key(4))
+    error = float(jnp.abs(gradient - exact) / jnp.abs(exact))
+    assert 1e-11 < error < 1e-8, error
 
 
 @eqx.filter_jit
@@ -198,6 +197,13 @@ def test_adaptive_steps_reach_the_fixed_steps_limit(x64):
     ours, theirs = _both_paths(adaptive, fine, _points(jax.random.key(8)))
     for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(theirs), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-9)
+    # A zero field is exactly the identity on this path too.
+    zero = MLPVectorField(3, width=8, depth=1, key=jax.random.key(0))
+    x = jax.random.normal(jax.random.key(1), (3,))
+    identity = eqx.tree_at(lambda f: f.vector_field, adaptive, zero)
+    ((y, log_det), (x_back, inverse_log_det)) = _identity_outputs([identity], x)[0]
+    assert np.array_equal(y, x) and np.array_equal(x_back, x)
+    assert log_det == 0.0 and inverse_log_det == 0.0
 
 
 @eqx.filter_jit
@@ -209,14 +215,7 @@ def _identity_outputs(flows, x):
 
 def test_a_new_mlp_field_makes_exactly_the_identity():
     field = MLPVectorField(3, width=8, depth=2, key=jax.random.key(0))
-    flows = [
-        ContinuousFlow(field, shape=(3,), steps=5),
-        ContinuousFlow(
-            field,
-            shape=(3,),
-            stepsize_controller=diffrax.PIDController(rtol=1e-4, atol=1e-4),
-        ),
-    ]
+    flows = [ContinuousFlow(field, shape=(3,), steps=5)]
     x = jax.random.normal(jax.random.key(1), (3,))
     for (y, log_det), (x_back, inverse_log_det) in _identity_outputs(flows, x):
         assert np.array_equal(y, x) and np.array_equal(x_back, x)
@@ -255,9 +254,12 @@ def test_hutchinson_is_the_probes_quadratic_form_with_one_probe_per_event(x64):
     assert len({tuple(p) for p in np.asarray(probes)}) > 1
     # One probe per event: another event gets another probe, the same event
     # the same probe.
-    other = eqx.filter_jit(lambda f, v: f.probe_for(v))(flow, x + 1.0)
-    assert not np.array_equal(other, flow.probe_for(x))
-    np.testing.assert_array_equal(flow.probe_for(x), flow.probe_for(x))
+    probe_for = eqx.filter_jit(lambda f, v: f.probe_for(v))
+    assert not np.array_equal(probe_for(flow, x + 1.0), probe_for(flow, x))
+    np.testing.assert_array_equal(probe_for(flow, x), flow.probe_for(x))
+    # New parameters (a training step), new probes.
+    moved = eqx.tree_at(lambda f: f.vector_field.matrix, flow, matrix + 1e-6)
+    assert not np.array_equal(probe_for(moved, x), probe_for(flow, x))
 
 
 @pytest.mark.parametrize("probe", ["rademacher", "gaussian"])
@@ -373,25 +375,35 @@ def _small_flow(key, dim=2):
 
 
 @pytest.mark.slow
-def test_fit_to_data_trains_a_continuous_flow():
-    # Correlated Gaussian data: the flow starts as the standard normal.
+def test_fit_to_data_trains_a_continuous_flow_with_hutchinson_probes():
+    # Correlated Gaussian data; the flow starts as the standard normal. The
+    # probes change with the parameters, so every step of fit_to_data sees
+    # fresh ones; the fit is scored with the exact divergence. (The exact
+    # divergence under fit_to_data: the ring test below.)
     key = jax.random.key(0)
     data = jax.random.normal(key, (600, 2)) @ jnp.array([[1.0, 0.8], [0.0, 0.6]])
-    _, losses = fit_to_data(
+    field = MLPVectorField(2, width=16, depth=1, key=jax.random.key(1))
+    bijection = ContinuousFlow(
+        field, shape=(2,), steps=4, divergence="hutchinson", probe_key=jax.random.key(2)
+    )
+    flow = Flow(dist.Normal(0.0, 1.0), bijection)
+    fitted, _ = fit_to_data(
         key,
-        _small_flow(jax.random.key(1)),
+        flow,
         data,
         learning_rate=1e-2,
-        steps=60,
+        steps=100,
         batch_size=128,
         progress=False,
         standardize=False,
     )
+    exact = ContinuousFlow(fitted.bijection.vector_field, shape=(2,), steps=4)
+    nll = -jnp.mean(Flow(fitted.base_dist, exact).log_prob(data))
     covariance = jnp.array([[1.0, 0.8], [0.8, 1.0]])
     truth = -dist.MultivariateNormal(jnp.zeros(2), covariance).log_prob(data).mean()
     start = -dist.Normal(0.0, 1.0).log_prob(data).sum(-1).mean()
-    # Half the way from the standard normal to the truth in 60 steps.
-    assert losses["val"][-1] < start - 0.5 * (start - truth), (losses, start, truth)
+    # Most of the way from the standard normal to the truth in 100 steps.
+    assert nll < start - 0.7 * (start - truth), (nll, start, truth)
 
 
 @pytest.mark.slow
@@ -467,6 +479,53 @@ def test_bayesian_continuous_flow_gives_named_sites_and_trains_under_svi():
     assert len(names) == 10  # five leaves in each of the two layers
     guide = AutoNormal(model, init_loc_fn=flowrox.init_to_module(flow), init_scale=0.01)
     svi = SVI(model, guide, optax.adam(1e-2), Trace_ELBO())
-    result = svi.run(jax.random.key(1), 200, progress_bar=False)
+    result = svi.run(jax.random.key(1), 100, progress_bar=False)
     assert np.all(np.isfinite(result.losses))
-    assert np.mean(result.losses[-20:]) < np.mean(result.losses[:20])
+    assert np.mean(result.losses[-10:]) < np.mean(result.losses[:10])
+
+
+_ANGLES = 2 * jnp.pi * jnp.arange(8) / 8
+_MEANS = 2.0 * jnp.stack([jnp.cos(_ANGLES), jnp.sin(_ANGLES)], -1)
+
+
+def _ring(key, n):
+    index_key, noise_key = jax.random.split(key)
+    index = jax.random.randint(index_key, (n,), 0, 8)
+    return _MEANS[index] + 0.2 * jax.random.normal(noise_key, (n, 2))
+
+
+def _ring_log_prob(x):
+    components = dist.Normal(_MEANS, 0.2).to_event(1).log_prob(x[:, None, :])
+    return jax.scipy.special.logsumexp(components, -1) - jnp.log(8.0)
+
+
+@pytest.mark.slow
+def test_an_mlp_field_fits_the_ring_of_gaussians_within_a_tenth_of_a_nat():
+    # Eight Gaussians of sd 0.2 on a circle of radius 2 (bench_density's ring).
+    # 1200 steps of fit_to_data (its standardisation, Adam warming up and
+    # decaying from 5e-3) on a field of width 32 with 3 hidden layers and 4
+    # Tsit5 steps: measured 0.023 nats above the truth.
+    data, held_out = _ring(jax.random.key(0), 20_000), _ring(jax.random.key(1), 20_000)
+    field = MLPVectorField(2, width=32, depth=3, key=jax.random.key(2))
+    flow = Flow(dist.Normal(0.0, 1.0), ContinuousFlow(field, shape=(2,), steps=4))
+    fitted, _ = fit_to_data(
+        jax.random.key(3),
+        flow,
+        data,
+        optimizer=default_optimizer(5e-3, steps=1200),
+        steps=1200,
+        progress=False,
+        patience=None,
+    )
+    # The same field solved with 32 steps: the density of the trained field
+    # itself, so the 4-step log-det is checked to be that of a density.
+    trained = fitted.bijection.bijection
+    fine = ContinuousFlow(trained.vector_field, shape=(2,), steps=32)
+    refined = eqx.tree_at(lambda f: f.bijection.bijection, fitted, fine)
+    truth = _ring_log_prob(held_out)
+    gaps = [
+        float(jnp.mean(truth - eqx.filter_jit(f.log_prob)(held_out)))
+        for f in (fitted, refined)
+    ]
+    assert 0.0 < gaps[0] < 0.1 and 0.0 < gaps[1] < 0.1, gaps
+    assert abs(gaps[0] - gaps[1]) < 0.02, gaps

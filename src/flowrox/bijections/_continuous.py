@@ -102,8 +102,8 @@ def _fixed_step_solve(dynamics, solver, start, end, steps, state, args):
     return state
 
 
-def _event_bits(value: jax.Array) -> jax.Array:
-    """A 32-bit hash of the bits of `value` (which event a probe belongs to)."""
+def _bits_hash(value: jax.Array) -> jax.Array:
+    """A 32-bit hash of the bits of an array (gradients stopped)."""
     value = jax.lax.stop_gradient(value).ravel()
     if value.dtype.itemsize >= 4:
         bits = jax.lax.bitcast_convert_type(value, jnp.uint32).ravel()
@@ -114,6 +114,14 @@ def _event_bits(value: jax.Array) -> jax.Array:
     )
     mixed = jnp.sum(bits * multipliers, dtype=jnp.uint32)
     return mixed ^ (mixed >> 16)
+
+
+def _parameters_hash(module) -> jax.Array:
+    """A 32-bit hash of all inexact array leaves of `module`."""
+    mixed = jnp.uint32(0x811C9DC5)
+    for leaf in jax.tree.leaves(eqx.filter(module, eqx.is_inexact_array)):
+        mixed = (mixed ^ _bits_hash(leaf)) * jnp.uint32(0x01000193)
+    return mixed
 
 
 def _is_key(key) -> bool:
@@ -152,10 +160,12 @@ class ContinuousFlow(AbstractBijection):
       functions are deterministic, so the probes come from a key held by the
       flow, `probe_key`, which this mode requires at construction (there is no
       default key). Each event's probe is drawn from that key folded with a
-      hash of the event's own bits, so the events of a batch get independent
-      probes and the same event gets the same probe. Draw fresh probes with
-      `flow.with_probes(key)` (e.g. once per training step); a flow left with
-      one key keeps its probes.
+      hash of the bits of the event and of the field's parameters: the
+      events of a batch get independent probes, every training step (which
+      changes the parameters) gets fresh ones, also inside `fit_to_data`,
+      SVI or any loop that knows nothing of probes, and the same flow gives
+      the same event the same probe. `flow.with_probes(key)` draws fresh
+      probes for fixed parameters (`probe_for` returns the one of an event).
 
     Steps: `steps` fixed steps of size $(t_1 - t_0)/\text{steps}$ by default,
     with diffrax's `max_steps` exactly `steps` and, for gradients,
@@ -345,6 +355,9 @@ class ContinuousFlow(AbstractBijection):
     def probe_for(self, value: jax.Array) -> jax.Array:
         """The Hutchinson probe used for the event that starts at `value`.
 
+        Drawn from `probe_key` folded with a hash of the bits of `value` and
+        of the vector field's parameters (gradients stopped).
+
         Args:
             value: one event, of shape `shape` (`x` for `transform`, `y` for
                 `inverse`).
@@ -357,7 +370,8 @@ class ContinuousFlow(AbstractBijection):
                 "ContinuousFlow.probe_for: this flow computes its divergence "
                 f"with divergence={self.divergence!r} and draws no probes."
             )
-        key = jax.random.fold_in(self.probe_key, _event_bits(value))
+        key = jax.random.fold_in(self.probe_key, _bits_hash(value))
+        key = jax.random.fold_in(key, _parameters_hash(self.vector_field))
         if self.probe == "rademacher":
             return jax.random.rademacher(key, self.shape, value.dtype)
         return jax.random.normal(key, self.shape, value.dtype)
