@@ -73,9 +73,9 @@ class AbstractVectorField(eqx.Module):
         ...     def __call__(self, t, x, condition=None):
         ...         return jnp.array([-x[1], x[0]])
         >>> field = Rotation()
-        >>> field(0.0, jnp.array([1.0, 0.0])).tolist()
-        [0.0, 1.0]
-        >>> float(field.divergence(0.0, jnp.array([1.0, 0.0])))  # area preserving
+        >>> field(0.0, jnp.array([2.0, 1.0])).tolist()
+        [-1.0, 2.0]
+        >>> float(field.divergence(0.0, jnp.array([2.0, 1.0])))  # area preserving
         0.0
     """
 
