@@ -289,6 +289,7 @@ def test_hutchinson_mean_and_variance_are_what_theory_says(probe):
     assert abs(other - theory[probe]) > 20 * variance_error
 
 
+@pytest.mark.slow
 def test_hutchinson_averages_to_the_exact_log_det_of_a_nonlinear_flow():
     exact = _mlp_flow(jax.random.key(6), dim=4)
     estimated = ContinuousFlow(
@@ -443,6 +444,7 @@ def test_auto_flow_guide_with_a_continuous_flow():
     np.testing.assert_allclose(samples["z"].std(0), jnp.sqrt(0.2), rtol=0.25)
 
 
+@pytest.mark.slow
 def test_a_continuous_flow_that_is_the_target_accepts_every_move():
     # A linear field makes an exact Gaussian: N(m, e^A e^A^T) with
     # m = A^-1 (e^A - I) b from a standard normal base.
