@@ -1,6 +1,7 @@
 r"""Lattice field theory: $\phi^4$ actions with explicit conventions, the free
-theory exactly, observables with error bars, symmetric convolutions, and the
-theory as a NumPyro model for NUTS, independence Metropolis and NeuTra.
+theory exactly, observables with error bars, symmetric convolutions, the
+`ConvVF` vector field of continuous flows, and the theory as a NumPyro model for
+NUTS, independence Metropolis and NeuTra.
 
 The three conventions of the $\phi^4$ action (`phi4_action`), each with its
 own couplings:
@@ -18,6 +19,12 @@ from ._actions import convert_convention as convert_convention
 from ._actions import phi4_action as phi4_action
 from ._conv_sym import ConvSym as ConvSym
 from ._conv_sym import kernel_orbits as kernel_orbits
+from ._conv_vf import ConvVF as ConvVF
+from ._features import AbstractSiteFeatures as AbstractSiteFeatures
+from ._features import DampedFourierFeatures as DampedFourierFeatures
+from ._features import DampedPolynomialFeatures as DampedPolynomialFeatures
+from ._features import FourierFeatures as FourierFeatures
+from ._features import PolynomialFeatures as PolynomialFeatures
 from ._free import FreeField as FreeField
 from ._free import FreeFieldScaling as FreeFieldScaling
 from ._model import phi4_model as phi4_model
@@ -33,11 +40,17 @@ from ._observables import two_point as two_point
 from ._observables import two_point_susceptibility as two_point_susceptibility
 
 __all__ = [
+    "AbstractSiteFeatures",
     "ConvSym",
+    "ConvVF",
     "ConventionChange",
+    "DampedFourierFeatures",
+    "DampedPolynomialFeatures",
     "Estimate",
+    "FourierFeatures",
     "FreeField",
     "FreeFieldScaling",
+    "PolynomialFeatures",
     "binder_cumulant",
     "convert_convention",
     "correlation_length",
