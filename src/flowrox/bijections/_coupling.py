@@ -267,6 +267,9 @@ class Coupling(AbstractBijection):
         ...     Affine(), mask="checkerboard", shape=(6, 6), num_spatial_dims=2,
         ...     key=jax.random.key(0), hidden=8,
         ... )
+        >>> phi = jnp.arange(36.0).reshape(6, 6)
+        >>> bool(jnp.array_equal(lattice.transform(phi), phi))
+        True
         >>> Coupling.conditioner_channels(Affine(), (6, 6), num_spatial_dims=2)
         (1, 2)
     """
