@@ -74,13 +74,15 @@ def _wall_and_cpu_medians(pairs, repeats: int) -> dict[str, tuple[float, float]]
     """Median wall-clock and CPU seconds per `(name, function, args)`.
 
     As `_timing.interleaved_medians` (one compiling call each, then rounds
-    that time one call of each), with the process's CPU time read as well.
+    that time one call of each), with the process's CPU time read as well, and
+    every other round in reverse order, so that no function always runs
+    right after the same other one.
     """
     times = {name: [] for name, _, _ in pairs}
     for _name, function, args in pairs:
         jax.block_until_ready(function(*args))
-    for _ in range(repeats):
-        for name, function, args in pairs:
+    for round_index in range(repeats):
+        for name, function, args in pairs[:: 1 if round_index % 2 == 0 else -1]:
             wall, cpu = time.perf_counter(), time.process_time()
             jax.block_until_ready(function(*args))
             times[name].append((time.perf_counter() - wall, time.process_time() - cpu))
