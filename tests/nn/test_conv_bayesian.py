@@ -18,6 +18,7 @@ import pytest
 from numpyro.diagnostics import effective_sample_size
 from numpyro.infer import MCMC, NUTS, SVI, Trace_ELBO
 from numpyro.infer.autoguide import AutoMultivariateNormal
+from numpyro.infer.util import log_density
 
 import flowrox
 from flowrox.nn import (
@@ -97,6 +98,37 @@ def _flat(weights: dict) -> np.ndarray:
     )
 
 
+def test_the_log_joint_is_the_closed_form_posterior_up_to_a_constant(x64):
+    # At any two weight values the model's log joint differs as the Gaussian
+    # posterior's log density does: the priors and the likelihood reach the
+    # layers' leaves through sample_module as the formula says.
+    mean, covariance = _exact()
+    precision = np.linalg.inv(covariance)
+    draws = np.random.default_rng(1).normal(size=(2, 5)) * 0.3 + mean
+    names = ["net/conv.weight", "net/conv.bias", "net/pointwise.weight"]
+
+    def values(theta):
+        parts = np.split(theta, [3, 4])
+        shapes = [(1, 1, 3), (1, 1), (1, 1, 1)]
+        return {
+            n: np.reshape(p, s) for n, p, s in zip(names, parts, shapes, strict=True)
+        }
+
+    @jax.jit
+    def log_joints(draws):
+        return [log_density(_model, (_regression(),), {}, values(t))[0] for t in draws]
+
+    first, second = log_joints(draws)
+
+    def log_posterior(theta):
+        return -0.5 * (theta - mean) @ precision @ (theta - mean)
+
+    np.testing.assert_allclose(
+        first - second, log_posterior(draws[0]) - log_posterior(draws[1]), rtol=1e-8
+    )
+
+
+@pytest.mark.slow
 def test_svi_with_a_multivariate_normal_guide_finds_the_closed_form_posterior():
     net = _regression()
     guide = AutoMultivariateNormal(_model)
