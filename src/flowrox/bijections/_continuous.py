@@ -47,7 +47,7 @@ class _AugmentedDynamics(eqx.Module):
 
 
 def _hutchinson(velocity, x, probe):
-    """`velocity(x)` and $\varepsilon^\top J \varepsilon$ from one product."""
+    r"""`velocity(x)` and $\varepsilon^\top J \varepsilon$ from one product."""
     dx, tangent = jax.jvp(velocity, (x,), (probe,))
     return dx, jnp.sum(probe * tangent)
 
@@ -140,7 +140,7 @@ class ContinuousFlow(AbstractBijection):
     divergence along the path,
     $\log|\det \partial x(t_1)/\partial x(t_0)| = \int_{t_0}^{t_1}
     \nabla \cdot v(t, x(t), c)\, \mathrm{d}t$, integrated with $x$ as one
-    augmented state in one `diffeqsolve`. A field that starts at zero (as
+    augmented state in one solve. A field that starts at zero (as
     `flowrox.nn.MLPVectorField` does) makes the flow exactly the identity. A
     conditional field (`cond_shape`) makes a conditional bijection:
     `Flow(base, ContinuousFlow(...), condition=c)` with a batch of conditions
@@ -149,8 +149,8 @@ class ContinuousFlow(AbstractBijection):
     Divergence:
 
     - `"exact"`: the trace of the field's Jacobian by vector-Jacobian
-      products, one per element of the event (`flowrox.nn.jacobian_trace`): right for
-      small events.
+      products, one per element of the event (`flowrox.nn.jacobian_trace`):
+      right for small events.
     - `"field"`: the field's own `divergence`, for fields with a cheap exact
       formula (autodiff for a field that has none).
     - `"hutchinson"`: $\varepsilon^\top (\partial v/\partial x)\, \varepsilon$,
@@ -167,19 +167,26 @@ class ContinuousFlow(AbstractBijection):
       the same event the same probe. `flow.with_probes(key)` draws fresh
       probes for fixed parameters (`probe_for` returns the one of an event).
 
-    Steps: `steps` fixed steps of size $(t_1 - t_0)/\text{steps}$ by default,
-    with diffrax's `max_steps` exactly `steps` and, for gradients,
-    `RecursiveCheckpointAdjoint(checkpoints=steps)`: every step is a
-    checkpoint, so backpropagation recomputes each step once and does no
-    checkpoint bookkeeping. With a `stepsize_controller` (e.g.
-    `diffrax.PIDController(rtol=1e-5, atol=1e-5)`) the steps adapt, the
-    first is $(t_1 - t_0)/\text{steps}$ and at most `max_steps` (default
-    4096) are taken. `adjoint=diffrax.BacksolveAdjoint()` saves memory by
-    solving the adjoint equation backwards instead of storing the steps; its
-    gradients are then those of the continuous problem, not of the solver's
-    steps, and so differ from the exact gradients of the computed log-density
-    by the solver's error (at fixed steps, an error that shrinks like the
-    solver's order as the steps are refined).
+    Steps: `steps` fixed steps of size $(t_1 - t_0)/\text{steps}$ by default.
+    With an explicit Runge-Kutta solver (`Tsit5`, `Dopri5`, `Heun`, ...) and
+    no `adjoint`, they run as one `jax.lax.scan` of the solver's Butcher
+    tableau, each step checkpointed (`scans_steps`): the gradients of
+    `RecursiveCheckpointAdjoint` with a checkpoint per step, and diffrax's
+    own numbers to rounding, without the while loops whose backward passes
+    dominate the cost of differentiating `diffeqsolve`. Otherwise the flow
+    calls `diffeqsolve` once with `SaveAt(t1=True)`, `max_steps` exactly
+    `steps` and, unless `adjoint` says otherwise,
+    `RecursiveCheckpointAdjoint(checkpoints=steps)`. With a
+    `stepsize_controller` (e.g. `diffrax.PIDController(rtol=1e-5,
+    atol=1e-5)`) the steps adapt, the first is $(t_1 - t_0)/\text{steps}$ and
+    at most `max_steps` (default 4096) are taken.
+    `adjoint=diffrax.BacksolveAdjoint()` saves memory by solving the adjoint
+    equation backwards instead of storing the steps; its gradients are then
+    those of the continuous problem, not of the solver's steps, and so differ
+    from the exact gradients of the computed log-density by the solver's
+    error (at fixed steps, an error that shrinks like the step size to the
+    power of the solver's order; measured 1.5e-9 relative at 6 Tsit5 steps
+    in float64, see docs/continuous-flows.md).
 
     Args:
         vector_field: the field, with the flow's `shape` and `cond_shape`.
@@ -278,9 +285,9 @@ class ContinuousFlow(AbstractBijection):
         if divergence == "hutchinson" and probe_key is None:
             raise ValueError(
                 "ContinuousFlow(divergence='hutchinson') draws its probes from a "
-                "key and has no default one: pass probe_key=jax.random.key(...), "
-                "and call flow.with_probes(new_key) for fresh probes (e.g. every "
-                "training step)."
+                "key and has no default one: pass probe_key=jax.random.key(...). "
+                "The probes change whenever the field's parameters do; "
+                "flow.with_probes(new_key) draws fresh ones for fixed parameters."
             )
         if divergence != "hutchinson" and probe_key is not None:
             raise ValueError(
