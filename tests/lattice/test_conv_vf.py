@@ -354,19 +354,35 @@ def test_misuse_is_refused_with_the_remedy():
 # -- slow: training ---------------------------------------------------------------
 
 
-def _train_conv_vf(log_density, lattice, steps, *, kernel=(3, 3), key=0, **options):
+def _train_conv_vf(log_density, lattice, steps, *, ode_steps, key=0, **options):
+    """A ConvVF flow fitted by reverse KL (Adam b1 0.8, b2 0.9, cosine decay).
+
+    The time embedding is smooth (few frequencies) and the solver's steps
+    enough to resolve the field: reverse KL exploits a solver too coarse for
+    its field, driving the computed log-density below the true one.
+    """
     field = ConvVF.build(
-        kernel, key=jax.random.key(key), lattice_shape=lattice, **options
+        (3, 3),
+        key=jax.random.key(key),
+        lattice_shape=lattice,
+        features_reduced=None,
+        time_kernel_reduced=None,
+        **options,
     )
     bijection = ContinuousFlow(
-        field, shape=field.shape, solver=diffrax.Tsit5(), steps=6, divergence="field"
+        field,
+        shape=field.shape,
+        solver=diffrax.Tsit5(),
+        steps=ode_steps,
+        divergence="field",
     )
     flow = Flow(dist.Normal(jnp.zeros(lattice), 1.0).to_event(len(lattice)), bijection)
+    schedule = optax.cosine_decay_schedule(1e-2, steps)
     flow, _ = fit_to_density(
         jax.random.key(key + 1),
         flow,
         log_density,
-        optimizer=optax.adam(5e-3, b1=0.8, b2=0.9),
+        optimizer=optax.adam(schedule, b1=0.8, b2=0.9),
         steps=steps,
         batch_size=64,
         progress=False,
@@ -382,15 +398,18 @@ def _flattened(flow, lattice):
 
 @pytest.mark.slow
 def test_a_conv_vf_flow_trained_on_the_free_theory_reaches_ess_095():
-    lattice, m2 = (6, 6), 1.0
+    # A 3x3 kernel spans the free theory's spectrum 2 (p^2 + m^2) at m^2 = 4
+    # to within an importance ESS of about 0.99 (a least-squares fit of its
+    # log in the kernel's three cosines).
+    lattice, m2 = (6, 6), 4.0
     free = FreeField(lattice, m2, convention="bare")
     flow = _train_conv_vf(
         free.log_prob,
         lattice,
-        400,
-        kernel=(5, 5),
-        features=(partial(FourierFeatures, 8), partial(PolynomialFeatures, (1,))),
-        features_reduced=8,
+        250,
+        ode_steps=6,
+        features=(partial(FourierFeatures, 4), partial(PolynomialFeatures, (1,))),
+        time_kernel=FourierTimeEmbedding(1),
     )
     result = importance_diagnostics(
         _flattened(flow, lattice),
@@ -409,9 +428,10 @@ def test_flow_imh_and_nuts_agree_on_phi4():
     flow = _train_conv_vf(
         lambda phi: -phi4_action(phi, **couplings),
         lattice,
-        300,
+        400,
+        ode_steps=20,
         features=(partial(FourierFeatures, 16), partial(PolynomialFeatures, (1,))),
-        features_reduced=8,
+        time_kernel=FourierTimeEmbedding(2),
     )
     imh = MCMC(
         IndependentMetropolis(_flattened(flow, lattice), model=model),
@@ -422,11 +442,13 @@ def test_flow_imh_and_nuts_agree_on_phi4():
     imh.run(jax.random.key(4), extra_fields=("accept_prob",))
     nuts = MCMC(NUTS(model), num_warmup=300, num_samples=3000, progress_bar=False)
     nuts.run(jax.random.key(5))
-    chains = {"imh": imh.get_samples()["phi"], "nuts": nuts.get_samples()["phi"]}
-    assert float(imh.get_extra_fields()["accept_prob"].mean()) > 0.3
+    assert float(imh.get_extra_fields()["accept_prob"].mean()) > 0.5
     estimates = {
         name: (magnetization(phi, absolute=True), two_point_susceptibility(phi))
-        for name, phi in chains.items()
+        for name, phi in (
+            ("imh", imh.get_samples()["phi"]),
+            ("nuts", nuts.get_samples()["phi"]),
+        )
     }
     for mine, theirs in zip(estimates["imh"], estimates["nuts"], strict=True):
         combined = np.hypot(mine.error, theirs.error)
