@@ -95,13 +95,13 @@ def _spline_cases():
 def _elementwise_cases():
     return {
         "Affine": lambda k: _case(_affine(k, (3,)), _normal(k, (3,))),
-        "Shift": lambda k: _case(Shift(_normal(k, (2, 3))), _normal(k, (2, 3))),
         "BoundedAffine": lambda k: _case(
             BoundedAffine(
                 _normal(k, (3,)), 4.0 * _normal(jax.random.fold_in(k, 1), (3,))
             ),
             _normal(k, (3,)),
         ),
+        "Shift": lambda k: _case(Shift(_normal(k, (2, 3))), _normal(k, (2, 3))),
         "Scale": lambda k: _case(
             Scale(_positive(k, (2, 2)), shape=(2, 2)), _normal(k, (2, 2))
         ),

@@ -87,9 +87,11 @@ def warn_dependent_supports(owner: str, names: list[str]) -> None:
         f"{owner}: the support of latent site(s) {shown} depends on other latent "
         "sites. An AutoContinuous guide maps each site to its support once, with "
         "the bounds at the initial values, so its draws of "
-        f"{first!r} do not follow the bounds as the other latents move (and may "
-        "violate them). Sample a variable with a fixed support and transform it "
-        "in the model instead, e.g. for 0 < beta < 1 - alpha: "
+        f"{first!r} stay within the initial bounds as the other latents move: "
+        "the posterior is truncated there, and draws during training may fall "
+        "outside the true bounds (an infinite loss). Sample a variable with a "
+        "fixed support and transform it in the model instead, e.g. for "
+        "0 < beta < 1 - alpha: "
         "u = numpyro.sample('u', dist.Uniform(0.0, 1.0)); "
         "beta = numpyro.deterministic('beta', u * (1.0 - alpha)).",
         UserWarning,
