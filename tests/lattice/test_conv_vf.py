@@ -334,9 +334,18 @@ def test_misuse_is_refused_with_the_remedy():
             feature_weight=None,
             time_embedding=field.time_embedding,
             time_weight=None,
-            conv=ConvSym(2, 2, (3, 3), key=jax.random.key(0)),
+            conv=ConvSym(6, 2, (3, 3), key=jax.random.key(0)),
             kernel_weight=jnp.zeros((3, 2, 2, 21)),
             channel_shape=(2,),
+        )
+    with pytest.raises(ValueError, match=r"conv must convolve the 3 orbit maps"):
+        ConvVF(
+            features=[FourierFeatures(2, 1, key=jax.random.key(0))],
+            feature_weight=None,
+            time_embedding=field.time_embedding,
+            time_weight=None,
+            conv=ConvSym(2, 1, (3, 3), key=jax.random.key(0)),
+            kernel_weight=jnp.zeros((3, 2, 1, 21)),
         )
     with pytest.raises(TypeError, match=r"factory\(channels, key=key\)"):
         ConvVF.build((3, 3), key=jax.random.key(0), features=(lambda c, key: c,))

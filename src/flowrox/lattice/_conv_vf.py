@@ -33,7 +33,7 @@ from jax.typing import ArrayLike
 from .._numerics import as_float_array
 from .._tree import buffer
 from ..nn import AbstractTimeEmbedding, AbstractVectorField, FourierTimeEmbedding
-from ._conv_sym import ConvSym, _check_symmetry, _kernel_shape
+from ._conv_sym import ConvSym, _check_symmetry, _kernel_shape, kernel_orbits
 from ._features import AbstractSiteFeatures, FourierFeatures, PolynomialFeatures
 
 #: The seed's default feature maps: 49 Fourier features and the field itself.
@@ -169,6 +169,25 @@ class ConvVF(AbstractVectorField):
                 f"{self.channel_shape}) but feature maps were built for "
                 f"{wrong}; build them with input_channels={channels}."
             )
+        conv = self.conv
+        if (conv.in_channels, conv.out_channels) != (
+            conv.n_orbits * channels,
+            channels,
+        ):
+            raise ValueError(
+                f"ConvVF: conv must convolve the {conv.n_orbits} orbit maps of each of "
+                f"the {channels} channel(s): ConvSym({conv.n_orbits * channels}, "
+                f"{channels}, {conv.kernel_shape}, ...); got ConvSym("
+                f"{conv.in_channels}, {conv.out_channels}, ...). ConvVF.build "
+                "makes it."
+            )
+        shape = self.kernel_weight.shape
+        if len(shape) != 4 or shape[0] != conv.n_orbits or shape[2] != channels:
+            raise ValueError(
+                "ConvVF: kernel_weight must have shape (n_orbits, features read, "
+                f"channels, embedding) = ({conv.n_orbits}, R, {channels}, E); got "
+                f"{self.kernel_weight.shape}."
+            )
         if self.lattice_shape is not None:
             _check_lattice(self.lattice_shape, self.conv.kernel_shape)
 
@@ -259,10 +278,12 @@ class ConvVF(AbstractVectorField):
         return jnp.einsum("rf,orc->foc", superposition, kernel)
 
     def _velocity(self, phi, values, embedding):
-        # The convolution of S f with K(t), contracted first and shifted after:
-        # h_o = f M_o at every site, then v(x) = sum over taps delta of
-        # h_{orbit(delta)}(x + delta). One small matmul and a roll per tap,
-        # instead of a convolution over all the superposed features.
+        # The convolution of S f with K(t), contracted first and convolved
+        # after: h_o = f M_o at every site (one small matmul), then v(x) = sum
+        # over taps delta of h_{orbit(delta)}(x + delta), which is `conv`
+        # (ConvSym over the orbit maps h) with the kernel that sends orbit o's
+        # map to the taps of orbit o. A convolution over the few orbit maps,
+        # instead of one over all the superposed features.
         mixing = self._mixing(embedding)
         channels = self.channels
         blocks = self._blocks(
@@ -272,30 +293,16 @@ class ConvVF(AbstractVectorField):
             jnp.einsum("...ck,ckoz->...oz", value, block)
             for value, block in zip(values, blocks, strict=True)
         )
-        ndim = len(self.conv.kernel_shape)
-        axes = tuple(range(ndim))
-        velocity = 0.0
-        for orbit, offsets in self._taps_by_orbit():
-            part = contracted[..., orbit, :]
-            for offset in offsets:
-                if any(offset):
-                    velocity = velocity + jnp.roll(
-                        part, tuple(-d for d in offset), axis=axes
-                    )
-                else:
-                    velocity = velocity + part
+        lattice = contracted.shape[:-2]
+        selector = np.einsum(
+            "po,cz->pocz", np.eye(self.conv.n_orbits), np.eye(channels)
+        ).reshape(self.conv.n_orbits, -1, channels)
+        velocity = self.conv(
+            contracted.reshape(*lattice, -1), jnp.asarray(selector, phi.dtype)
+        )
         if self.bias_weight is not None:
             velocity = velocity + self.bias_weight.astype(phi.dtype) @ embedding
         return velocity.reshape(phi.shape)
-
-    def _taps_by_orbit(self) -> list[tuple[int, list[tuple[int, ...]]]]:
-        """Each orbit with the offsets of its taps."""
-        shape = self.conv.kernel_shape
-        groups: dict[int, list[tuple[int, ...]]] = {}
-        for index, tap in enumerate(np.ndindex(*shape)):
-            offset = tuple(j - (k - 1) // 2 for j, k in zip(tap, shape, strict=True))
-            groups.setdefault(self.conv.orbits[index], []).append(offset)
-        return sorted(groups.items())
 
     def _divergence(self, phi, slopes, embedding):
         # Feature (c, k) feeds channel c' through the centre tap's
@@ -311,7 +318,9 @@ class ConvVF(AbstractVectorField):
         )
 
     def kernel(self, t: ArrayLike, condition: ArrayLike | None = None) -> jax.Array:
-        """The orbit kernel $K(t)$ (of `conv`, shape `(n_orbits, R, C)`) at time `t`.
+        """The orbit kernel $K(t)$ at time `t`, shape `(n_orbits, R, C)`: the
+        field is `ConvSym(R, C, kernel_shape)` with this kernel applied to the
+        $R$ superposed features.
 
         Args:
             t: the time.
@@ -554,8 +563,11 @@ class ConvVF(AbstractVectorField):
                 if condition_embedding is None
                 else condition_embedding.size
             )
+        n_orbits = int(kernel_orbits(kernel_shape, symmetry).max()) + 1
+        # The convolution runs over the orbit maps h_o (see _velocity); the
+        # layer's own weight is never used.
         conv = ConvSym(
-            conv_in,
+            n_orbits * channels,
             channels,
             kernel_shape,
             symmetry=symmetry,
