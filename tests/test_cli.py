@@ -100,10 +100,10 @@ def test_the_array_pattern_catches_what_jax_and_numpy_print():
 
 
 def test_unknown_steps_and_an_image_without_its_step_are_refused(capsys, tmp_path):
-    with pytest.raises(ValueError, match=r"unknown demo steps \['lattice'\]"):
-        run_demo(steps=["flow", "lattice"])
+    with pytest.raises(ValueError, match=r"unknown demo steps \['gauge'\]"):
+        run_demo(steps=["flow", "gauge"])
     with pytest.raises(SystemExit):
-        main(["demo", "--step", "lattice"])  # argparse's choices
+        main(["demo", "--step", "gauge"])  # argparse's choices
     image = str(tmp_path / "ring.png")
     assert main(["demo", "--step", "flow", "--image", image]) == 2
     assert "drawn by the step 'fit'" in capsys.readouterr().err
@@ -166,3 +166,4 @@ def test_demo_meets_every_target(capsys, tmp_path):
     assert emulator["modes 0-4"]["coverage"] >= 0.85
     assert 0.85 <= emulator["modes 0-4"]["noisy_coverage"] <= 0.95
     assert emulator["width_ratio"] > 3.0
+    assert results["lattice"].numbers["acceptance"] >= 0.6

@@ -4,6 +4,7 @@ import textwrap
 import time
 
 from ._emulator import _emulator_step
+from ._lattice import _lattice_step
 from ._report import Settings, Step, StepResult
 from ._tour import (
     _bayesian_module_step,
@@ -61,6 +62,13 @@ STEPS: tuple[Step, ...] = (
         "NUTS over a spectral convolution emulating the heat equation; its 90% "
         "bands on held-out exact solutions",
         _emulator_step,
+    ),
+    Step(
+        "lattice",
+        "Lattice phi^4: a ConvVF flow's IMH chain against NUTS on one model",
+        "train a small ConvVF continuous flow on phi^4 (4x4); its independence "
+        "Metropolis chain and NUTS on phi4_model, <|M|> and chi_2",
+        _lattice_step,
     ),
 )
 
