@@ -71,10 +71,22 @@ def _optional_size(name: str, value) -> int | None:
 class ConvVF(AbstractVectorField):
     r"""A D4-symmetric convolutional vector field with an exact one-pass divergence.
 
-    See `flowrox.lattice` for the formula. Build it with `ConvVF.build` and
-    integrate it with `flowrox.bijections.ContinuousFlow(field,
-    shape=field.shape, divergence="field")`: `divergence` is the exact
-    formula above, one site-wise pass, correct for any number of channels.
+    On a field $\phi$ with $C$ channels,
+
+    $$v_c(t, \phi)(x) = b_c(t) + \sum_{\delta, r} K_{rc}(t, \delta)\,
+    g_r(x + \delta), \qquad g_r(x) = \sum_{c', k} S_{r, c'k}\,
+    f_k(\phi_{c'}(x)):$$
+
+    site-wise features $f_k$ (`FourierFeatures`, `PolynomialFeatures`, ...),
+    a learned superposition $S$ of them, and a periodic `ConvSym` convolution
+    whose kernel is shared over the orbits of the lattice's symmetry group.
+    The features of a site depend on that site only, so `divergence` is
+    exact in one site-wise pass,
+    $\nabla\cdot v = \sum_x \sum_{c,k} A_{ck,c}\, f_k'(\phi_c(x))$ with
+    $A = S^\top K(t, 0)$ (the centre tap's coupling of feature $(c, k)$ to the
+    same channel $c$), for any number of channels. Build it with
+    `ConvVF.build` and integrate it with `flowrox.bijections.ContinuousFlow(
+    field, shape=field.shape, divergence="field")`.
 
     The kernel $K(t) = W e(t)$ and the bias $b(t) = B e(t)$ are linear in the
     (optionally reduced) time embedding $e(t)$, and $W$ and $B$ start at zero,
