@@ -21,6 +21,7 @@ from flowrox.bijections import (
     Exp,
     Identity,
     Invert,
+    NumericalInverse,
     Permute,
     Power,
     Reshape,
@@ -30,6 +31,7 @@ from flowrox.bijections import (
     Sigmoid,
     SinhArcsinh,
     SoftPlus,
+    Standardized,
     Tanh,
     Vmap,
 )
@@ -337,6 +339,23 @@ def _independent(constraint, n):
             _independent(constraints.unit_interval, 1),
         ),
         (dist.Exponential(1.0), Identity(), constraints.positive),
+        # Wrappers: a numerical inverse keeps the forward map's images; a
+        # standardisation keeps the reals and leaves the rest unknown.
+        (
+            dist.Normal(0.0, 1.0),
+            NumericalInverse(SoftPlus((2,))),
+            _independent(constraints.positive, 1),
+        ),
+        (
+            dist.Normal(0.0, 1.0),
+            Standardized(Affine(jnp.zeros(2)), 3.0, 2.0),
+            _independent(constraints.real, 1),
+        ),
+        (
+            dist.Normal(0.0, 1.0),
+            Standardized(Exp((2,)), 3.0, 2.0),
+            _independent(constraints.real, 1),
+        ),
         # Not known: the real arrays.
         (dist.LogNormal(0.0, 1.0), Exp(), constraints.real),
         (dist.Uniform(0.0, 1.0), Affine(1.0, 2.0), constraints.real),

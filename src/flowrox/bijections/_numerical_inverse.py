@@ -136,6 +136,11 @@ class NumericalInverse(AbstractBijection):
         self.shape = tuple(bijection.shape)
         self.cond_shape = bijection.cond_shape
 
+    @property
+    def known_images(self) -> tuple:
+        # The forward map is the wrapped bijection's, and so are its images.
+        return self.bijection.known_images
+
     def transform_and_log_det(self, x, condition=None):
         return self.bijection.transform_and_log_det(x, condition)
 

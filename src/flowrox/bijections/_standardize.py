@@ -4,6 +4,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
+from numpyro.distributions import constraints
 
 from .._numerics import as_float_array
 from .._tree import buffer
@@ -114,6 +115,16 @@ class Standardized(AbstractBijection):
                     f"{scale}. A constant column has scale 0: drop it, or give a "
                     "scale of 1 for it."
                 )
+
+    @property
+    def known_images(self) -> tuple:
+        # A shift and a positive scale keep the reals the reals; other sets
+        # move with `loc`, which is data, so they are left unknown.
+        return tuple(
+            (domain, image)
+            for domain, image in self.bijection.known_images
+            if image == constraints.real and constraints.real == image
+        )
 
     def _condition(self, condition):
         if condition is None:
